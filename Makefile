@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make repro` (the pipeline at the default size) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+QUIET_PIP := 2>&1 | grep -v 'WARNING: Location' || test $${PIPESTATUS[0]} -eq 0
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export MPLBACKEND := Agg
+
+.PHONY: env repro smoke paper test unit lab bench clean-runs
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip $(QUIET_PIP)
+	$(BIN)/python -m pip install -q -e '.[lab,test]' $(QUIET_PIP)
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (webiml)" >/dev/null
+	@touch $(STAMP)
+
+repro: env            ## the whole pipeline at the default (mini) size
+	dvc repro
+
+smoke: env            ## the whole DAG at smoke size, in runs/smoke
+	python -m webiml.stage workspace smoke runs/smoke
+	cd runs/smoke && dvc repro
+
+paper: env            ## the whole DAG at paper size (GPUs), in runs/paper
+	python -m webiml.stage workspace paper runs/paper
+	cd runs/paper && dvc repro
+
+test: env             ## unit tests, notebooks and the smoke DAG
+	python -m pytest -q
+
+unit: env             ## unit tests only (no notebooks, no DAG)
+	python -m pytest -q -m "not slow"
+
+bench: env            ## speed and memory benchmarks (numbers for the README)
+	python benchmarks/bench_collect.py
+
+lab: env              ## JupyterLab on the notebooks
+	jupyter lab notebooks/
+
+clean-runs:
+	rm -rf runs/

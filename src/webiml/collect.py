@@ -1,0 +1,523 @@
+"""The collect stage: forged/authentic pairs from any source → a clean, registered pair corpus.
+
+Sources yield lightweight :class:`Candidate` records; workers decode, validate, register and write
+each pair; the main process de-duplicates (perceptual hash of the forged image) and writes the
+manifest. Memory does not grow with the corpus: pairs stream through a process pool one at a time.
+
+Output folder::
+
+    pairs.jsonl       one PairRecord per accepted pair (paths relative to the folder)
+    rejected.jsonl    one line per rejected pair: id, source, reason, detail, paths
+    report.json       counts per source / reason / registration status, timings, peak memory
+    pairs/<id>/       forged.*, authentic.* (as collected), authentic_registered.png, overlap.png
+
+Truth (synthetic and NoSo pairs) goes to a separate audit folder: ``audit.jsonl`` and
+``masks/<id>.png``. Later stages never read it; it exists to measure annotation quality.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import multiprocessing as mp
+import os
+import re
+import resource
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from . import io
+from .register import RegisterConfig, Registration, register, transform_error, warp_to
+from .synth import WebPairConfig
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("synthetic", "pairs-csv", "miml-dir", "noso", "url-manifest")
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    max_pixels: int = io.DEFAULT_MAX_PIXELS
+    min_side: int = 32
+    phash_distance: int = 4  # forged images this close (Hamming, 64-bit pHash) are duplicates
+    workers: int = 2
+    seed: int = 0
+    register: RegisterConfig = RegisterConfig()
+    synthetic: WebPairConfig = WebPairConfig()
+    photo_split: str = "web"
+    photo_dir: str | None = None
+    keep_unmatched: bool = False  # keep pairs with no feature evidence of shared content (trusted pairings)
+
+
+def config_from_params(p: dict) -> CollectConfig:
+    """Build a :class:`CollectConfig` from the ``collect`` section of params.yaml."""
+    import dataclasses
+
+    def sub(cls, d):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d or {}) - names
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()})
+
+    return CollectConfig(
+        max_pixels=int(p.get("max_pixels", io.DEFAULT_MAX_PIXELS)),
+        phash_distance=int(p.get("phash_distance", 4)),
+        workers=int(p.get("workers", 2)),
+        seed=int(p.get("seed", 0)),
+        keep_unmatched=bool(p.get("keep_unmatched", False)),
+        photo_dir=p.get("photo_dir"),
+        register=sub(RegisterConfig, p.get("register")),
+        synthetic=sub(WebPairConfig, p.get("synthetic")),
+    )
+
+
+@dataclass
+class Candidate:
+    """A raw pair before cleaning: file paths, URLs, or a synthetic recipe index."""
+
+    id: str
+    source: str
+    forged: str | None = None
+    authentic: str | None = None
+    truth_mask: str | None = None
+    synthetic_index: int | None = None
+    urls: tuple[str, str] | None = None
+
+    def paths(self) -> dict:
+        d = {"forged": self.forged, "authentic": self.authentic}
+        if self.urls:
+            d.update(forged_url=self.urls[0], authentic_url=self.urls[1])
+        return {k: v for k, v in d.items() if v is not None}
+
+
+# ----------------------------------------------------------------------------------- sources
+
+
+def synthetic_candidates(n_pairs: int) -> Iterator[Candidate]:
+    for i in range(n_pairs):
+        yield Candidate(f"syn-{i:06d}", "synthetic", synthetic_index=i)
+
+
+_ID_RE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _pair_id(prefix: str, name: str) -> str:
+    return f"{prefix}-{_ID_RE.sub('_', name)}"
+
+
+def pairs_csv_candidates(csv_path: str | os.PathLike, root: str | os.PathLike | None = None) -> Iterator[Candidate]:
+    """Rows ``forged,authentic`` (no header, or a header naming those columns); relative paths
+    are resolved against ``root`` (default: the CSV's folder)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"pairs CSV not found: {csv_path}")
+    base = Path(root) if root is not None else csv_path.parent
+    seen: Counter = Counter()
+    with open(csv_path, newline="") as f:
+        for lineno, row in enumerate(csv.reader(f), 1):
+            row = [c.strip() for c in row]
+            if not row or not any(row) or row[0].startswith("#"):
+                continue
+            if lineno == 1 and row[0].lower() in ("forged", "forged_path", "fake", "tampered"):
+                continue
+            if len(row) < 2 or not row[0] or not row[1]:
+                raise ValueError(f"{csv_path}, line {lineno}: expected 'forged,authentic', got {row!r}")
+            forged, authentic = (str(p if Path(p).is_absolute() else base / p) for p in row[:2])
+            pid = _pair_id("csv", Path(row[0]).stem)
+            seen[pid] += 1
+            if seen[pid] > 1:
+                pid = f"{pid}-{seen[pid] - 1}"
+            yield Candidate(pid, "pairs-csv", forged, authentic)
+
+
+def miml_dir_candidates(root: str | os.PathLike) -> Iterator[Candidate]:
+    """MIML layout: ``<root>/<id>/0.*`` authentic, ``<root>/<id>/1.*`` forged."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"MIML folder not found: {root}")
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = {f.stem: f for f in d.iterdir() if f.is_file()}
+        yield Candidate(
+            _pair_id("miml", d.name),
+            "miml-dir",
+            str(files.get("1", d / "1.jpg")),
+            str(files.get("0", d / "0.jpg")),
+        )
+
+
+def noso_candidates(root: str | os.PathLike) -> Iterator[Candidate]:
+    """NoSo naming: ``NN.png`` authentic, ``NN_mod[_K].png`` forged, ``NN_mod[_K]_gt.png`` truth."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"NoSo folder not found: {root}")
+    for forged in sorted(root.glob("*_mod*.png")):
+        if forged.stem.endswith("_gt"):
+            continue
+        nn = forged.stem.split("_mod")[0]
+        auth = next((p for p in sorted(root.glob(f"{nn}.*")) if p.suffix.lower() in io.IMAGE_SUFFIXES), root / f"{nn}.png")
+        gt = forged.with_name(forged.stem + "_gt.png")
+        yield Candidate(_pair_id("noso", forged.stem), "noso", str(forged), str(auth), str(gt) if gt.exists() else None)
+
+
+def url_manifest_candidates(manifest: str | os.PathLike) -> Iterator[Candidate]:
+    from .download import read_url_manifest
+
+    for row in read_url_manifest(Path(manifest)):
+        yield Candidate(_pair_id("url", row.id), "url-manifest", urls=(row.forged_url, row.authentic_url))
+
+
+def candidates_from(sources: Sequence[str], **kw) -> Iterator[Candidate]:
+    """Chain the candidates of several sources; ``kw`` holds each source's settings."""
+    for s in sources:
+        s = s.replace("_", "-")
+        if s == "synthetic":
+            yield from synthetic_candidates(int(kw.get("n_pairs", 200)))
+        elif s == "pairs-csv":
+            _need(kw, "csv", s)
+            yield from pairs_csv_candidates(kw["csv"], kw.get("root"))
+        elif s == "miml-dir":
+            _need(kw, "miml_root", s)
+            yield from miml_dir_candidates(kw["miml_root"])
+        elif s == "noso":
+            _need(kw, "noso_root", s)
+            yield from noso_candidates(kw["noso_root"])
+        elif s == "url-manifest":
+            _need(kw, "manifest", s)
+            yield from url_manifest_candidates(kw["manifest"])
+        else:
+            raise ValueError(f"unknown source {s!r}; known: {SOURCES}")
+
+
+def _need(kw: dict, key: str, source: str) -> None:
+    if not kw.get(key):
+        raise ValueError(f"source {source!r} needs {key!r}")
+
+
+# ----------------------------------------------------------------------------------- worker
+
+_W: dict = {}
+
+
+def _init_worker(cfg: CollectConfig, out: str, audit: str | None, download_policy) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    _W.update(cfg=cfg, out=Path(out), audit=Path(audit) if audit else None, policy=download_policy, photos=None)
+
+
+def _photos():
+    if _W["photos"] is None:
+        from .photos import load_photos
+
+        cfg: CollectConfig = _W["cfg"]
+        _W["photos"] = load_photos(cfg.photo_split, cfg.photo_dir)
+    return _W["photos"]
+
+
+class _Side:
+    """One decoded side of a pair, with how to store it losslessly."""
+
+    def __init__(self, rgb: np.ndarray, sha: str, flags: list[str], src_file: Path | None, data: bytes | None, ext: str):
+        self.rgb, self.sha, self.flags, self.src_file, self.data, self.ext = rgb, sha, flags, src_file, data, ext
+
+    @classmethod
+    def from_file(cls, path: str | Path, cfg: CollectConfig) -> "_Side":
+        rgb, info = io.read_image(path, cfg.max_pixels, cfg.min_side)
+        plain = not info.flags and info.format in ("JPEG", "PNG")
+        ext = {"JPEG": ".jpg", "PNG": ".png"}.get(info.format or "", ".png")
+        return cls(rgb, info.sha256, info.flags, Path(path) if plain else None, None, ext if plain else ".png")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, fmt: str) -> "_Side":
+        import hashlib
+
+        from .synth import decode
+
+        return cls(decode(data), hashlib.sha256(data).hexdigest(), [], None, data, ".jpg" if fmt == "jpeg" else ".png")
+
+    def save(self, dest_stem: Path) -> Path:
+        """Store as collected: the original bytes when they decode to exactly ``rgb``, else PNG."""
+        dest = dest_stem.with_suffix(self.ext)
+        if self.src_file is not None:
+            with io.atomic_path(dest) as tmp:
+                shutil.copyfile(self.src_file, tmp)
+        elif self.data is not None:
+            with io.atomic_path(dest) as tmp:
+                tmp.write_bytes(self.data)
+        else:
+            io.write_image(dest, self.rgb)
+        return dest
+
+
+def _reject(c: Candidate, reason: str, detail: str, side: str | None = None, path: str | None = None) -> dict:
+    return {"status": "rejected", "id": c.id, "source": c.source, "reason": reason, "detail": detail,
+            "side": side, "path": path, "paths": c.paths()}
+
+
+def _load_sides(c: Candidate) -> tuple[_Side, _Side, dict | None]:
+    """Decode both sides (generating or downloading them first when needed)."""
+    cfg: CollectConfig = _W["cfg"]
+    truth = None
+    if c.synthetic_index is not None:
+        from .synth import make_web_pair
+
+        rng = np.random.default_rng([cfg.seed, c.synthetic_index])
+        p = make_web_pair(rng, _photos(), cfg.synthetic)
+        truth = {"category": p.category, "mask": p.mask, "transform": p.transform, "meta": p.meta}
+        return _Side.from_bytes(p.forged_bytes, p.forged_format), _Side.from_bytes(p.authentic_bytes, p.authentic_format), truth
+    if c.urls is not None:
+        from .download import ManifestRow, fetch_pair
+
+        row = ManifestRow(c.id, *c.urls)
+        rf, ra = fetch_pair(row, _W["out"] / "downloads", _W["policy"])
+        for side, r in (("forged", rf), ("authentic", ra)):
+            if not r.ok:
+                raise io.Rejected(f"download-{r.reason}", r.detail, r.url)
+            setattr(c, side, str(r.path))
+    sides = []
+    for side in ("forged", "authentic"):
+        try:
+            sides.append(_Side.from_file(getattr(c, side), cfg))
+        except io.Rejected as e:
+            e.side = side
+            raise
+    if c.truth_mask:
+        h, w = sides[0].rgb.shape[:2]
+        truth = {"category": "spg", "mask": io.read_mask(c.truth_mask, (w, h)), "transform": None, "meta": {"truth": c.truth_mask}}
+    return sides[0], sides[1], truth
+
+
+def process_candidate(c: Candidate) -> dict:
+    """Decode, validate, register and store one pair (runs in a worker)."""
+    t0 = time.perf_counter()
+    cfg: CollectConfig = _W["cfg"]
+    try:
+        forged, authentic, truth = _load_sides(c)
+    except io.Rejected as e:
+        return _reject(c, e.reason, e.detail, getattr(e, "side", None), e.path)
+    if forged.sha == authentic.sha or (forged.rgb.shape == authentic.rgb.shape and np.array_equal(forged.rgb, authentic.rgb)):
+        return _reject(c, "identical-pair", "forged and authentic images are pixel-identical")
+    reg: Registration = register(forged.rgb, authentic.rgb, cfg.register)
+    if reg.status == "no-shared-content" and not cfg.keep_unmatched:
+        return _reject(c, "no-shared-content", reg.detail)
+
+    pair_dir = _W["out"] / "pairs" / c.id
+    if pair_dir.exists():
+        shutil.rmtree(pair_dir)
+    pair_dir.mkdir(parents=True)
+    f_path = forged.save(pair_dir / "forged")
+    a_path = authentic.save(pair_dir / "authentic")
+    fh, fw = forged.rgb.shape[:2]
+    reg_path = ov_path = None
+    if reg.status == "identity":
+        reg_path = a_path
+    elif reg.registered:
+        warped, cov = warp_to(authentic.rgb, reg.matrix, (fw, fh))
+        reg_path, ov_path = pair_dir / "authentic_registered.png", pair_dir / "overlap.png"
+        io.write_image(reg_path, warped)
+        io.write_mask(ov_path, cov)
+    flags = [reg.status] + [f"forged-{f}" for f in forged.flags] + [f"authentic-{f}" for f in authentic.flags]
+    if (authentic.rgb.shape[:2]) != (fh, fw):
+        flags.append("size-differs")
+    out = _W["out"]
+    rel = lambda p: None if p is None else Path(p).relative_to(out).as_posix()  # noqa: E731
+    record = io.PairRecord(
+        id=c.id, source=c.source, forged=rel(f_path), authentic=rel(a_path),
+        authentic_registered=rel(reg_path), overlap=rel(ov_path),
+        transform=None if reg.matrix is None or not reg.registered else reg.matrix.tolist(),
+        transform_model=reg.model if reg.registered else None,
+        forged_size=(fw, fh), authentic_size=(authentic.rgb.shape[1], authentic.rgb.shape[0]),
+        forged_sha256=forged.sha, authentic_sha256=authentic.sha, origin=c.paths(),
+        inliers=reg.n_inliers, overlap_fraction=round(reg.overlap_fraction, 4),
+        residual=None if reg.residual is None else round(reg.residual, 3),
+        phash=_phash(forged.rgb), flags=flags,
+    )
+    audit = None
+    if truth is not None and _W["audit"] is not None:
+        io.write_mask(_W["audit"] / "masks" / f"{c.id}.png", truth["mask"])
+        audit = {"id": c.id, "category": truth["category"], "mask": f"masks/{c.id}.png",
+                 "transform": None if truth["transform"] is None else np.asarray(truth["transform"]).tolist(),
+                 "meta": truth["meta"]}
+    return {"status": "accepted", "record": record, "audit": audit, "seconds": time.perf_counter() - t0,
+            "unregistered_detail": None if reg.registered else reg.detail}
+
+
+def _phash(rgb: np.ndarray) -> str:
+    import imagehash
+    from PIL import Image
+
+    return str(imagehash.phash(Image.fromarray(rgb)))
+
+
+# ------------------------------------------------------------------------------------- main
+
+
+def _peak_rss_mb() -> dict:
+    kb = 1024.0  # ru_maxrss is in KiB on Linux
+    return {
+        "main_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kb, 1),
+        "worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kb, 1),
+    }
+
+
+def collect(
+    candidates: Iterable[Candidate],
+    out: str | os.PathLike,
+    cfg: CollectConfig = CollectConfig(),
+    audit: str | os.PathLike | None = None,
+    download_policy=None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Run the collection; return (and write) the report."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    if (out / "pairs.jsonl").exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds a collection; pass overwrite=True (--overwrite) to replace it")
+    if overwrite:
+        for sub in ("pairs",):
+            if (out / sub).exists():
+                shutil.rmtree(out / sub)
+        if audit is not None and Path(audit).exists():
+            shutil.rmtree(audit)
+    out.mkdir(parents=True, exist_ok=True)
+    if audit is not None:
+        Path(audit).mkdir(parents=True, exist_ok=True)
+    if download_policy is None:
+        from .download import DownloadPolicy
+
+        download_policy = DownloadPolicy()
+
+    t0 = time.perf_counter()
+    per_source: dict[str, Counter] = {}
+    reasons: Counter = Counter()
+    statuses: Counter = Counter()
+    hashes: list[int] = []
+    hash_ids: list[str] = []
+    seconds: list[float] = []
+    init = (cfg, str(out), None if audit is None else str(audit), download_policy)
+    ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
+    with (
+        io.JsonlWriter(out / "pairs.jsonl") as pairs_w,
+        io.JsonlWriter(out / "rejected.jsonl") as rej_w,
+        io.JsonlWriter(Path(audit) / "audit.jsonl") if audit is not None else _Null() as audit_w,
+    ):
+        if cfg.workers > 1:
+            pool = ctx.Pool(cfg.workers, initializer=_init_worker, initargs=init, maxtasksperchild=200)
+            results = pool.imap(process_candidate, candidates, chunksize=1)
+        else:
+            pool = None
+            _init_worker(*init)
+            results = map(process_candidate, candidates)
+        try:
+            for r in tqdm(results, desc="collect", unit="pair", disable=not progress, mininterval=1.0):
+                src = r["record"].source if r["status"] == "accepted" else r["source"]
+                counts = per_source.setdefault(src, Counter())
+                if r["status"] == "accepted":
+                    rec: io.PairRecord = r["record"]
+                    h = int(rec.phash, 16)
+                    dup = _find_duplicate(h, hashes, cfg.phash_distance)
+                    if dup is not None:
+                        shutil.rmtree(out / "pairs" / rec.id, ignore_errors=True)
+                        if r["audit"] is not None:
+                            (Path(audit) / r["audit"]["mask"]).unlink(missing_ok=True)
+                        r = {"status": "rejected", "id": rec.id, "source": src, "reason": "duplicate",
+                             "detail": f"pHash within {cfg.phash_distance} bits of {hash_ids[dup]}",
+                             "duplicate_of": hash_ids[dup], "paths": rec.origin}
+                    else:
+                        hashes.append(h)
+                        hash_ids.append(rec.id)
+                        pairs_w.write(rec)
+                        if r["audit"] is not None:
+                            audit_w.write(r["audit"])
+                        statuses[rec.flags[0]] += 1
+                        seconds.append(r["seconds"])
+                        counts["accepted"] += 1
+                        continue
+                counts["rejected"] += 1
+                reasons[r["reason"]] += 1
+                rej_w.write(r)
+                log.info("rejected %s (%s): %s", r["id"], r["reason"], r.get("detail", ""))
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
+    wall = time.perf_counter() - t0
+    n_acc = sum(c["accepted"] for c in per_source.values())
+    n_rej = sum(c["rejected"] for c in per_source.values())
+    report = {
+        "n_candidates": n_acc + n_rej,
+        "n_accepted": n_acc,
+        "n_rejected": n_rej,
+        "per_source": {k: dict(v) for k, v in per_source.items()},
+        "rejected_by_reason": dict(reasons),
+        "registration": dict(statuses),
+        "seconds_total": round(wall, 2),
+        "pairs_per_second": round((n_acc + n_rej) / wall, 2) if wall > 0 else None,
+        "seconds_per_pair_worker": _summary(seconds),
+        "workers": cfg.workers,
+        **_peak_rss_mb(),
+    }
+    io.write_json(out / "report.json", report)
+    return report
+
+
+class _Null:
+    def write(self, _): ...
+    def __enter__(self): return self
+    def __exit__(self, *a): return None
+
+
+def _find_duplicate(h: int, hashes: list[int], max_distance: int) -> int | None:
+    if not hashes or max_distance < 0:
+        return None
+    arr = np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
+    x = np.bitwise_xor(arr, np.uint64(h))
+    dist = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
+    i = int(np.argmin(dist))
+    return i if dist[i] <= max_distance else None
+
+
+def _summary(xs: Sequence[float]) -> dict | None:
+    if not xs:
+        return None
+    a = np.asarray(xs)
+    return {"mean": round(float(a.mean()), 4), "p50": round(float(np.median(a)), 4), "p95": round(float(np.percentile(a, 95)), 4)}
+
+
+# ------------------------------------------------------------------------ registration check
+
+
+def registration_quality(out: str | os.PathLike, audit: str | os.PathLike) -> list[dict]:
+    """Per accepted pair with truth: registration error in pixels (true transform known) and the
+    median |forged − registered authentic| outside the truth mask (0–255, overlap only)."""
+    out, audit = Path(out), Path(audit)
+    truth = {a["id"]: a for a in io.read_jsonl(audit / "audit.jsonl")}
+    rows = []
+    for rec in io.read_pairs(out):
+        t = truth.get(rec.id)
+        if t is None:
+            continue
+        row = {"id": rec.id, "source": rec.source, "category": t["category"], "status": rec.flags[0],
+               "error_px": None, "median_abs_diff_outside": None}
+        if t["transform"] is not None and rec.transform is not None:
+            row["error_px"] = transform_error(np.array(rec.transform), np.array(t["transform"]), rec.authentic_size, rec.forged_size)
+        if rec.authentic_registered is not None:
+            f, _ = io.read_image(out / rec.forged)
+            a, _ = io.read_image(out / rec.authentic_registered)
+            valid = ~io.read_mask(audit / t["mask"])
+            if rec.overlap is not None:
+                valid &= io.read_mask(out / rec.overlap)
+            if valid.any():
+                d = np.abs(f.astype(np.int16) - a.astype(np.int16)).mean(axis=2)
+                row["median_abs_diff_outside"] = float(np.median(d[valid]))
+        rows.append(row)
+    return rows

@@ -1,0 +1,469 @@
+"""Images, masks, dataset indexes and pair manifests.
+
+Every reader here either returns clean data or raises :class:`Rejected` with a short machine
+reason (``reason``) and a human detail, so that stages can quarantine bad items and go on.
+Writers are atomic (temp file + rename): an interrupted stage never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+NEGATIVE = "Negative"
+
+# Reasons a reader may give. Stages count rejections by these strings.
+REASONS = (
+    "missing-file",
+    "empty-file",
+    "not-an-image",
+    "truncated",
+    "corrupt",
+    "too-large",
+    "too-small",
+    "size-mismatch",
+)
+
+
+class Rejected(Exception):
+    """An input that cannot be used; ``reason`` is one of :data:`REASONS` (or a stage's own)."""
+
+    def __init__(self, reason: str, detail: str = "", path: str | os.PathLike | None = None):
+        self.reason = reason
+        self.detail = detail
+        self.path = None if path is None else str(path)
+        super().__init__(f"{reason}: {detail}" + (f" ({path})" if path else ""))
+
+
+@dataclass
+class ImageInfo:
+    """What decoding did to a file: original mode/size and the conversions applied."""
+
+    path: str
+    format: str | None
+    mode: str
+    width: int
+    height: int
+    sha256: str
+    flags: list[str] = field(default_factory=list)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _to_rgb(img: Image.Image, flags: list[str]) -> np.ndarray:
+    """Convert any PIL mode to uint8 RGB, recording what was done in ``flags``."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        flags.append("16bit" if top > 255 else "int32")
+        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=2)
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        flags.append("float")
+        a = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo) * 255.0
+        return np.repeat(np.clip(a + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    if mode == "P":
+        flags.append("palette")
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        if np.asarray(rgba)[..., 3].min() < 255:
+            flags.append("alpha-composited")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if mode == "CMYK":
+        flags.append("cmyk")
+    elif mode in ("L", "1"):
+        flags.append("grayscale")
+    elif mode not in ("RGB",):
+        flags.append(f"mode-{mode}")
+    return np.asarray(img.convert("RGB"))
+
+
+def read_image(
+    path: str | os.PathLike,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = 8,
+) -> tuple[np.ndarray, ImageInfo]:
+    """Decode an image file to an ``HxWx3`` uint8 RGB array.
+
+    EXIF orientation is applied; grayscale, palette, RGBA/LA (composited on white), CMYK and
+    16-bit images are converted. Raises :class:`Rejected` for a missing, empty, non-image,
+    truncated or corrupt file, and for images above ``max_pixels`` (checked from the header,
+    before decoding) or with a side below ``min_side``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise Rejected("missing-file", "file does not exist", path)
+    if not path.is_file():
+        raise Rejected("not-an-image", "not a regular file", path)
+    if path.stat().st_size == 0:
+        raise Rejected("empty-file", "zero bytes", path)
+    flags: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise Rejected("too-large", f"{w}x{h} = {w * h} px > limit {max_pixels}", path)
+                if min(w, h) < min_side:
+                    raise Rejected("too-small", f"{w}x{h}, a side < {min_side} px", path)
+                fmt, mode = img.format, img.mode
+                img.load()
+                if _exif_orientation(img) not in (None, 1):
+                    flags.append("exif-rotated")
+                oriented = ImageOps.exif_transpose(img)
+                arr = _to_rgb(oriented, flags)
+    except Rejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise Rejected("too-large", str(e), path) from None
+    except UnidentifiedImageError:
+        raise Rejected("not-an-image", "no image decoder recognises this file", path) from None
+    except OSError as e:
+        msg = str(e)
+        reason = "truncated" if "truncated" in msg.lower() or "premature end" in msg.lower() else "corrupt"
+        raise Rejected(reason, msg, path) from None
+    except (ValueError, SyntaxError, EOFError, IndexError, TypeError, MemoryError) as e:
+        raise Rejected("corrupt", f"{type(e).__name__}: {e}", path) from None
+    info = ImageInfo(str(path), fmt, mode, w, h, sha256_file(path), flags)
+    return np.ascontiguousarray(arr), info
+
+
+def _exif_orientation(img: Image.Image) -> int | None:
+    with contextlib.suppress(Exception):
+        return img.getexif().get(0x0112)
+    return None
+
+
+# ---------------------------------------------------------------------------- atomic writing
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, jpeg_quality: int = 95) -> None:
+    """Write an RGB (or single-channel) uint8 array; format from the suffix. Atomic."""
+    path = Path(path)
+    img = Image.fromarray(np.ascontiguousarray(rgb))
+    with atomic_path(path) as tmp:
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}.get(
+            path.suffix.lower(), "PNG"
+        )
+        kwargs = {"quality": int(jpeg_quality)} if fmt in ("JPEG", "WEBP") else {}
+        if fmt == "PNG":
+            kwargs["compress_level"] = 1
+        img.save(tmp, format=fmt, **kwargs)
+
+
+# ---------------------------------------------------------------------------------- masks
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
+    """Write a binary mask as a 0/255 single-channel PNG (bool or {0,1} or {0,255} input)."""
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {m.shape}")
+    out = np.where(m > (127 if m.dtype == np.uint8 and m.max() > 1 else 0.5), 255, 0).astype(np.uint8)
+    write_image(path, out)
+
+
+def write_soft_mask(path: str | os.PathLike, prob: np.ndarray) -> None:
+    """Write a probability map in [0, 1] as a 0–255 grey PNG."""
+    p = np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0)
+    write_image(path, (p * 255.0 + 0.5).astype(np.uint8))
+
+
+def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a mask as bool ``HxW``: a pixel is set when its channel mean is > 127.5.
+
+    ``size`` is the expected ``(width, height)`` (that of the image); a different size raises
+    :class:`Rejected` ``size-mismatch``. 16-bit masks are scaled to 8 bit first.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise Rejected("missing-file", "mask file does not exist", path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.asarray(img, dtype=np.float64)
+                a = a / (65535.0 if a.max() > 255 else 1.0) * (255.0 if a.max() > 255 else 1.0)
+            elif img.mode == "1":
+                a = np.asarray(img, dtype=np.float64) * 255.0
+            elif img.mode in ("L", "RGB"):
+                a = np.asarray(img, dtype=np.float64)
+            else:
+                a = np.asarray(img.convert("RGB"), dtype=np.float64)
+    except UnidentifiedImageError:
+        raise Rejected("not-an-image", "mask is not an image", path) from None
+    except OSError as e:
+        raise Rejected("corrupt", str(e), path) from None
+    if a.ndim == 3:
+        a = a.mean(axis=2)
+    h, w = a.shape
+    if size is not None and (w, h) != tuple(size):
+        raise Rejected("size-mismatch", f"mask {w}x{h} vs image {size[0]}x{size[1]}", path)
+    return a > 127.5
+
+
+# ------------------------------------------------------------------------ dataset indexes
+
+
+def read_benco_index(path: str | os.PathLike) -> list[tuple[Path, Path | None]]:
+    """Read an IMDL-BenCo JSON index: a list of ``[image, mask]``, mask ``"Negative"`` = authentic.
+
+    Relative paths are resolved against the index file's folder.
+    """
+    path = Path(path)
+    entries = json.loads(path.read_text())
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: a BenCo index is a JSON list of [image, mask] pairs")
+    out: list[tuple[Path, Path | None]] = []
+    for i, e in enumerate(entries):
+        if not (isinstance(e, (list, tuple)) and len(e) == 2 and all(isinstance(s, str) for s in e)):
+            raise ValueError(f"{path}: entry {i} is not [image, mask]: {e!r}")
+        img, mask = e
+        out.append((_resolve(path.parent, img), None if mask == NEGATIVE else _resolve(path.parent, mask)))
+    return out
+
+
+def _resolve(base: Path, p: str) -> Path:
+    q = Path(p)
+    return q if q.is_absolute() else base / q
+
+
+def write_benco_index(
+    path: str | os.PathLike, entries: Iterable[tuple[str | os.PathLike, str | os.PathLike | None]], relative: bool = True
+) -> None:
+    """Write a BenCo JSON index; paths are made relative to the index folder when possible."""
+    path = Path(path)
+    base = path.parent.resolve()
+
+    def rel(p: str | os.PathLike) -> str:
+        q = Path(p)
+        if relative:
+            with contextlib.suppress(ValueError):
+                return Path(os.path.relpath(q.resolve(), base)).as_posix()
+        return q.as_posix()
+
+    data = [[rel(img), NEGATIVE if mask is None else rel(mask)] for img, mask in entries]
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+
+
+def read_tp_gt_dir(root: str | os.PathLike, au_dir: str = "Au") -> list[tuple[Path, Path | None]]:
+    """Read a ``Tp/`` + ``Gt/`` folder pair (masks matched by file stem, optional ``_gt``/``_mask``
+    suffix); images in an optional ``Au/`` folder are authentic (mask ``None``).
+
+    Raises ``ValueError`` listing tampered images that have no mask.
+    """
+    root = Path(root)
+    tp, gt = root / "Tp", root / "Gt"
+    if not tp.is_dir():
+        raise ValueError(f"{root}: no Tp/ folder")
+    masks: dict[str, Path] = {}
+    if gt.is_dir():
+        for m in sorted(gt.iterdir()):
+            if m.suffix.lower() in IMAGE_SUFFIXES:
+                stem = m.stem
+                for suffix in ("_gt", "_mask", "-gt", "-mask"):
+                    if stem.endswith(suffix):
+                        stem = stem[: -len(suffix)]
+                        break
+                masks.setdefault(stem, m)
+    out: list[tuple[Path, Path | None]] = []
+    missing = []
+    for img in sorted(tp.iterdir()):
+        if img.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if img.stem in masks:
+            out.append((img, masks[img.stem]))
+        else:
+            missing.append(img.name)
+    if missing:
+        raise ValueError(f"{root}: {len(missing)} tampered image(s) without a mask in Gt/: {missing[:5]}")
+    au = root / au_dir
+    if au.is_dir():
+        out += [(img, None) for img in sorted(au.iterdir()) if img.suffix.lower() in IMAGE_SUFFIXES]
+    return out
+
+
+def write_tp_gt_dir(
+    root: str | os.PathLike, entries: Iterable[tuple[str | os.PathLike, str | os.PathLike | None]]
+) -> None:
+    """Copy images into ``Tp/`` (with masks into ``Gt/`` as ``<stem>.png``) or ``Au/`` (authentic)."""
+    import shutil
+
+    root = Path(root)
+    for img, mask in entries:
+        img = Path(img)
+        if mask is None:
+            dest = root / "Au" / img.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(img, dest)
+            continue
+        (root / "Tp").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(img, root / "Tp" / img.name)
+        m = read_mask(mask)
+        write_mask(root / "Gt" / f"{img.stem}.png", m)
+
+
+def read_index(spec: str | os.PathLike) -> list[tuple[Path, Path | None]]:
+    """Read a dataset given either a BenCo JSON file or a ``Tp/``+``Gt/`` folder."""
+    p = Path(spec)
+    if p.is_dir():
+        return read_tp_gt_dir(p)
+    return read_benco_index(p)
+
+
+# ---------------------------------------------------------------------------- pair manifest
+
+
+@dataclass
+class PairRecord:
+    """One collected forged/authentic pair (a line of ``pairs.jsonl``).
+
+    Paths are relative to the collection folder. ``transform`` is the 3x3 matrix mapping
+    authentic (as collected) pixel coordinates to forged pixel coordinates, or ``None`` when the
+    pair could not be registered (typically SDG).
+    """
+
+    id: str
+    source: str
+    forged: str
+    authentic: str
+    authentic_registered: str | None
+    overlap: str | None
+    transform: list[list[float]] | None
+    transform_model: str | None
+    forged_size: tuple[int, int]
+    authentic_size: tuple[int, int]
+    forged_sha256: str
+    authentic_sha256: str
+    origin: dict[str, str]
+    inliers: int = 0
+    overlap_fraction: float = 0.0
+    residual: float | None = None
+    phash: str = ""
+    flags: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=_json_default)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PairRecord":
+        d = dict(d)
+        d["forged_size"] = tuple(d["forged_size"])
+        d["authentic_size"] = tuple(d["authentic_size"])
+        return cls(**d)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+    return out
+
+
+def read_pairs(folder_or_file: str | os.PathLike) -> list[PairRecord]:
+    """Read ``pairs.jsonl`` from a collection folder (or the file itself)."""
+    p = Path(folder_or_file)
+    if p.is_dir():
+        p = p / "pairs.jsonl"
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no pair manifest (run the collect stage first)")
+    return [PairRecord.from_dict(d) for d in read_jsonl(p)]
+
+
+class JsonlWriter:
+    """Append JSON lines to ``<path>.tmp`` and rename onto ``path`` on :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._f = open(self._tmp, "w")
+        self.count = 0
+
+    def write(self, obj: Any) -> None:
+        line = obj.to_json() if hasattr(obj, "to_json") else json.dumps(obj, default=_json_default)
+        self._f.write(line + "\n")
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+            os.replace(self._tmp, self.path)
+
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self._f.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)

@@ -1,0 +1,136 @@
+"""Run a pipeline stage (a parameterised notebook) and build size workspaces.
+
+``python -m webiml.stage collect`` executes ``notebooks/01_collect.ipynb`` with Papermill, passing
+the keys of ``params.yaml``'s ``collect`` section (and the global ``seed``) as notebook
+parameters, and writes the executed copy to ``reports/notebooks/``. DVC calls exactly this.
+
+``python -m webiml.stage workspace SIZE DIR`` writes a self-contained copy of the pipeline whose
+``params.yaml`` is the default one overlaid with ``params/SIZE.yaml`` (``smoke``, ``paper``), so a
+size runs with ``dvc repro`` in DIR without touching the default (mini) outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAGES = {"collect": "01_collect"}
+GLOBAL_KEYS = ("seed",)
+PATH_KEYS = ("csv", "root", "miml_root", "noso_root", "manifest", "photo_dir", "check_noso")
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def overlay(base: dict, over: dict) -> dict:
+    """Deep-merge ``over`` onto ``base`` (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def stage_parameters(params: dict, stage: str) -> dict:
+    if stage not in params:
+        raise KeyError(f"params.yaml has no section {stage!r}")
+    p = dict(params[stage])
+    p.update({k: params[k] for k in GLOBAL_KEYS if k in params})
+    return p
+
+
+def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True) -> Path:
+    """Execute the stage's notebook with its parameters; return the executed notebook's path."""
+    import papermill as pm
+
+    if stage not in STAGES:
+        raise KeyError(f"unknown stage {stage!r}; known: {sorted(STAGES)}")
+    root = Path(root).resolve()
+    params = stage_parameters(load_params(root / "params.yaml"), stage)
+    src = root / "notebooks" / f"{STAGES[stage]}.ipynb"
+    dst = root / "reports" / "notebooks" / f"{STAGES[stage]}.ipynb"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(
+        str(src), str(dst), parameters=params, kernel_name="python3", cwd=str(root),
+        log_output=log_output, progress_bar=False,
+    )
+    return dst
+
+
+def _files_to_copy(repo: Path) -> list[Path]:
+    try:
+        out = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
+        files = [Path(f) for f in out]
+    except (OSError, subprocess.CalledProcessError):
+        files = []
+    keep = ("dvc.yaml", "params.yaml", "notebooks/", "src/", ".dvcignore")
+    files = [f for f in files if any(f.as_posix() == k or f.as_posix().startswith(k) for k in keep)]
+    if not files:  # not a git checkout: copy what the pipeline needs
+        files = [p.relative_to(repo) for k in ("notebooks", "src") for p in (repo / k).rglob("*") if p.is_file()]
+        files += [Path(k) for k in ("dvc.yaml", "params.yaml") if (repo / k).exists()]
+    return files
+
+
+def make_workspace(size: str, dest: str | os.PathLike, repo: str | os.PathLike = ".") -> Path:
+    """Write ``dest`` with the pipeline files and ``params.yaml`` overlaid by ``params/<size>.yaml``."""
+    repo, dest = Path(repo).resolve(), Path(dest).resolve()
+    over_file = repo / "params" / f"{size}.yaml"
+    if size != "mini" and not over_file.exists():
+        raise FileNotFoundError(f"no size {size!r}: {over_file} missing")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in _files_to_copy(repo):
+        target = dest / f
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.read_bytes() != (repo / f).read_bytes():
+            shutil.copyfile(repo / f, target)
+    params = load_params(repo / "params.yaml")
+    if size != "mini":
+        params = overlay(params, load_params(over_file))
+    _rebase_paths(params, repo, dest)
+    new = yaml.safe_dump(params, sort_keys=False)
+    pfile = dest / "params.yaml"
+    if not pfile.exists() or pfile.read_text() != new:
+        pfile.write_text(new)
+    if not (dest / ".dvc").exists():
+        subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=dest, check=True)
+        subprocess.run(["dvc", "config", "core.analytics", "false"], cwd=dest, check=True)
+    return dest
+
+
+def _rebase_paths(params: Any, repo: Path, dest: Path) -> None:
+    """Relative data paths in params are relative to the repo; make them work from ``dest``."""
+    if isinstance(params, dict):
+        for k, v in params.items():
+            if k in PATH_KEYS and isinstance(v, str) and not os.path.isabs(v):
+                params[k] = os.path.relpath(repo / v, dest)
+            else:
+                _rebase_paths(v, repo, dest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m webiml.stage")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in STAGES:
+        sub.add_parser(name, help=f"run notebooks/{STAGES[name]}.ipynb with params.yaml's '{name}' section")
+    w = sub.add_parser("workspace", help="write a pipeline copy for another size")
+    w.add_argument("size")
+    w.add_argument("dest")
+    args = p.parse_args(argv)
+    if args.cmd == "workspace":
+        print(make_workspace(args.size, args.dest))
+    else:
+        print(run_stage(args.cmd))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
