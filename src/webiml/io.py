@@ -169,6 +169,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should be as readable as any file
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -317,16 +320,17 @@ def read_tp_gt_dir(root: str | os.PathLike, au_dir: str = "Au") -> list[tuple[Pa
     tp, gt = root / "Tp", root / "Gt"
     if not tp.is_dir():
         raise ValueError(f"{root}: no Tp/ folder")
-    masks: dict[str, Path] = {}
+    exact: dict[str, Path] = {}
+    stripped: dict[str, Path] = {}
     if gt.is_dir():
         for m in sorted(gt.iterdir()):
             if m.suffix.lower() in IMAGE_SUFFIXES:
-                stem = m.stem
+                exact.setdefault(m.stem, m)
                 for suffix in ("_gt", "_mask", "-gt", "-mask"):
-                    if stem.endswith(suffix):
-                        stem = stem[: -len(suffix)]
+                    if m.stem.endswith(suffix):
+                        stripped.setdefault(m.stem[: -len(suffix)], m)
                         break
-                masks.setdefault(stem, m)
+    masks = {**stripped, **exact}  # a mask named exactly like the image wins
     out: list[tuple[Path, Path | None]] = []
     missing = []
     for img in sorted(tp.iterdir()):

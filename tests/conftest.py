@@ -1,0 +1,61 @@
+"""Shared fixtures for the synth / register / collect tests (all offline, all seeded)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from webiml.photos import load_photo, load_photos
+from webiml.synth import crop_resize_matrix
+
+
+@pytest.fixture(scope="session")
+def web_photos():
+    """The bundled ``web`` photos (loaded once per session)."""
+    return load_photos("web")
+
+
+@pytest.fixture(scope="session")
+def rgb():
+    """``rgb(name)`` -> a writable copy of a bundled photo."""
+    return lambda name: load_photo(name).rgb.copy()
+
+
+@pytest.fixture(scope="session")
+def valid_pair():
+    """A registrable forged/authentic pair as RGB arrays, with the true authentic→forged map.
+
+    The forged image is a crop of *chelsea* with a round patch of *coffee* pasted in; the
+    authentic is another crop of the same photo, rescaled by 0.8.
+    """
+    base = load_photo("chelsea").rgb
+    donor = load_photo("coffee").rgb
+    forged = base[20:280, 30:420].copy()
+    yy, xx = np.mgrid[: forged.shape[0], : forged.shape[1]]
+    blob = ((xx - 250) ** 2 + (yy - 120) ** 2) < 45**2
+    forged[blob] = donor[100:360, 100:490][blob]
+    ax0, ay0, s = 10, 5, 0.8
+    crop = base[ay0:300, ax0:440]
+    aw, ah = round(crop.shape[1] * s), round(crop.shape[0] * s)
+    authentic = cv2.resize(crop, (aw, ah), interpolation=cv2.INTER_AREA)
+    a_from_base = crop_resize_matrix(ax0, ay0, aw / crop.shape[1], ah / crop.shape[0])
+    f_from_base = crop_resize_matrix(30, 20, 1.0, 1.0)
+    return forged, authentic, f_from_base @ np.linalg.inv(a_from_base), blob
+
+
+@pytest.fixture(scope="session")
+def tree_digest():
+    """``tree_digest(folder)`` -> {relative path: sha256} of every file under ``folder``."""
+
+    def digest(folder: Path) -> dict[str, str]:
+        return {
+            p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*"))
+            if p.is_file()
+        }
+
+    return digest
