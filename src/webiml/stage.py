@@ -101,8 +101,8 @@ def make_workspace(size: str, dest: str | os.PathLike, repo: str | os.PathLike =
     if not pfile.exists() or pfile.read_text() != new:
         pfile.write_text(new)
     if not (dest / ".dvc").exists():
-        subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=dest, check=True)
-        subprocess.run(["dvc", "config", "core.analytics", "false"], cwd=dest, check=True)
+        subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=dest, check=True)
+        subprocess.run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], cwd=dest, check=True)
     return dest
 
 
