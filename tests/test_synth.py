@@ -60,7 +60,7 @@ def test_bezier_blob_range_and_size(seed):
     lo, hi = 60, 100
     a = bezier_blob(256, 256, _rng(seed), size_px=(lo, hi), ref_side=256, blur_kernel=(3, 11))
     assert a.dtype == np.float32 and a.shape == (256, 256)
-    assert a.min() >= 0.0 and a.max() <= 1.0 + 1e-6  # exact bound: see the xfail test below
+    assert a.min() >= 0.0 and a.max() <= 1.0
     assert (a > 0.5).sum() > 0
     # The blob is inside a disc of diameter `hi` (control points at radius <= hi/2).
     assert a.sum() <= math.pi * (hi / 2) ** 2
@@ -70,14 +70,11 @@ def test_bezier_blob_range_and_size(seed):
     assert extent >= 0.45 * lo  # the farthest control point is at radius >= roundness * lo / 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: bezier_blob's GaussianBlur of a 1.0 plateau yields 1.0000001 (float32 rounding); "
-    "the alpha is documented as in [0, 1] but is not clipped (synth.py, bezier_blob, last lines)",
-)
 def test_bezier_blob_alpha_never_exceeds_one():
-    a = bezier_blob(256, 256, _rng(1), size_px=(60, 100), ref_side=256)
-    assert a.max() <= 1.0
+    # Blurring a 1.0 plateau in float32 gives 1.0000001 unless clipped (seeds 1, 5, 7 did).
+    for seed in (1, 5, 7, 12):
+        a = bezier_blob(256, 256, _rng(seed), size_px=(60, 100), ref_side=256)
+        assert a.max() <= 1.0 and a.min() >= 0.0
 
 
 def test_bezier_blob_three_points_not_a_sliver():
@@ -129,7 +126,7 @@ def test_spg_edit_is_local(op, seed, img256, donor):
     assert e.op == op
     assert e.forged.shape == img256.shape and e.forged.dtype == np.uint8
     assert e.alpha.shape == img256.shape[:2] and e.alpha.dtype == np.float32
-    assert 0.0 <= e.alpha.min() and e.alpha.max() <= 1.0 + 1e-6
+    assert 0.0 <= e.alpha.min() and e.alpha.max() <= 1.0
     m = e.mask
     assert m.dtype == bool and m.any()
     d = np.abs(e.forged.astype(np.int16) - img256.astype(np.int16)).mean(axis=2)
@@ -167,10 +164,14 @@ def test_paste_object_matrix_maps_object_onto_its_alpha(seed, rgb):
     assert forged.shape == background.shape and forged.dtype == np.uint8
     assert a.shape == background.shape[:2]
     assert m.shape == (3, 3) and np.allclose(m[2], [0, 0, 1])
-    # Similarity: scale in the configured range (maybe capped), rotation within ±30°.
+    # Similarity: scale in the configured range (capped so the object fits), rotation within ±30°.
+    ys, xs = np.nonzero(alpha > 0.01)
+    cap = 0.8 * min(background.shape[:2]) / (max(xs.max() - xs.min(), ys.max() - ys.min()) + 1)
     s = math.sqrt(abs(np.linalg.det(m[:2, :2])))
-    theta = math.degrees(math.atan2(-m[0, 1], m[0, 0]))
-    assert 0.7 - 1e-9 <= s <= 1.4 + 1e-9 and abs(theta) <= 30 + 1e-6
+    theta = math.degrees(math.atan2(m[0, 1], m[0, 0]))  # OpenCV: [[cos, sin], [-sin, cos]] * s
+    assert min(0.7, cap) - 1e-9 <= s <= min(1.4, cap) + 1e-9 and abs(theta) <= 30 + 1e-6
+    np.testing.assert_allclose(m[:2, :2] / s, [[math.cos(math.radians(theta)), math.sin(math.radians(theta))],
+                                               [-math.sin(math.radians(theta)), math.cos(math.radians(theta))]], atol=1e-9)
     # The object stays in frame and its mass is conserved (scaled by s²).
     assert a.sum() == pytest.approx(alpha.sum() * s * s, rel=0.03)
     # The map sends the source centroid onto the pasted alpha's centroid.

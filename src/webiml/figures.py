@@ -30,7 +30,11 @@ def pair_examples(folder: str | Path, records: Sequence[io.PairRecord], max_side
         f, _ = io.read_image(folder / rec.forged)
         a, _ = io.read_image(folder / rec.authentic)
         r = io.read_image(folder / rec.authentic_registered)[0] if rec.authentic_registered else None
-        d = np.abs(f.astype(np.int16) - r.astype(np.int16)).mean(axis=2) if r is not None else None
+        d = None
+        if r is not None:
+            d = np.abs(f.astype(np.int16) - r.astype(np.int16)).mean(axis=2)
+            if rec.overlap:
+                d[~io.read_mask(folder / rec.overlap)] = 0  # no authentic pixels there
         panels = [(f, f"forged  {rec.id}"), (a, f"authentic  {rec.authentic_size[0]}x{rec.authentic_size[1]}"),
                   (r, f"registered ({rec.flags[0]}, {rec.transform_model or '-'})"), (d, "|forged − registered|")]
         for ax, (img, title) in zip(row, panels):
@@ -47,6 +51,21 @@ def pair_examples(folder: str | Path, records: Sequence[io.PairRecord], max_side
             ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+def pick_examples(records: Sequence[io.PairRecord], n: int, seed: int = 0) -> list[io.PairRecord]:
+    """Up to ``n`` records, spread over registration statuses (so SDG-like pairs show up too)."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list] = {}
+    for r in records:
+        groups.setdefault(r.flags[0], []).append(r)
+    order = {k: list(rng.permutation(len(v))) for k, v in groups.items()}
+    out: list = []
+    while len(out) < n and any(order.values()):
+        for k in sorted(groups):
+            if order[k] and len(out) < n:
+                out.append(groups[k][order[k].pop()])
+    return sorted(out, key=lambda r: r.id)
 
 
 def registration_figure(synthetic_errors_px: Sequence[float], outside_diffs: dict[str, Sequence[float]]):

@@ -27,6 +27,7 @@ class RegisterConfig:
     max_anisotropy: float = 3.0  # affine/homography fits stretched more than this are degenerate
     min_overlap: float = 0.5  # fraction of the forged frame the warped authentic must cover
     max_residual: float = 12.0  # median |grey difference| (0–255) in the overlap
+    min_agreement: float = 0.6  # fraction of the overlap within 20 grey levels (edits cover less)
     identity_residual: float = 4.0  # same size and already this close: no warp needed
     check_side: int = 256
 
@@ -84,8 +85,11 @@ def _is_affine(m: np.ndarray) -> bool:
     return bool(np.allclose(m[2], [0, 0, 1], atol=1e-9))
 
 
-def _check(forged_g: np.ndarray, auth_g: np.ndarray, matrix: np.ndarray, side: int) -> tuple[float, float]:
-    """Overlap fraction and median |difference| of the warped authentic, at low resolution."""
+def _check(
+    forged_g: np.ndarray, auth_g: np.ndarray, matrix: np.ndarray, side: int, agree_level: float = 20.0
+) -> tuple[float, float, float]:
+    """Overlap fraction, median |difference| and the fraction of overlap pixels that agree
+    (|difference| ≤ ``agree_level``) for the warped authentic, at low resolution."""
     f_small, f_map = _down(forged_g, side)
     a_small, a_map = _down(auth_g, side * 2)
     m = f_map @ matrix @ np.linalg.inv(a_map)
@@ -93,10 +97,11 @@ def _check(forged_g: np.ndarray, auth_g: np.ndarray, matrix: np.ndarray, side: i
     cov = cv2.erode(cov.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     overlap = float(cov.mean())
     if overlap == 0:
-        return 0.0, 255.0
+        return 0.0, 255.0, 0.0
     f = cv2.GaussianBlur(f_small, (3, 3), 0).astype(np.int16)
     a = cv2.GaussianBlur(warped, (3, 3), 0).astype(np.int16)
-    return overlap, float(np.median(np.abs(f - a)[cov]))
+    d = np.abs(f - a)[cov]
+    return overlap, float(np.median(d)), float((d <= agree_level).mean())
 
 
 _SIFT: dict[int, cv2.SIFT] = {}
@@ -111,7 +116,7 @@ def register(forged: np.ndarray, authentic: np.ndarray, cfg: RegisterConfig = Re
     """Estimate the map authentic → forged and decide whether the pair is registrable."""
     fg, ag = _grey(forged), _grey(authentic)
     if fg.shape == ag.shape:
-        overlap, res = _check(fg, ag, np.eye(3), cfg.check_side)
+        overlap, res, _ = _check(fg, ag, np.eye(3), cfg.check_side)
         if res <= cfg.identity_residual:
             return Registration("identity", np.eye(3), "identity", overlap_fraction=overlap, residual=res)
 
@@ -164,16 +169,23 @@ def register(forged: np.ndarray, authentic: np.ndarray, cfg: RegisterConfig = Re
         if n_in < cfg.min_inliers:
             continue
         m_full = np.linalg.inv(f_map) @ m_small @ a_map
-        overlap, res = _check(fg, ag, m_full, cfg.check_side)
-        results.append((model, m_full, n_in, overlap, res))
-    ok = [r for r in results if r[3] >= cfg.min_overlap and r[4] <= cfg.max_residual]
+        overlap, res, agree = _check(fg, ag, m_full, cfg.check_side)
+        results.append((model, m_full, n_in, overlap, res, agree))
+    # An SDG pair whose pasted object fills half the frame has a small *median* difference; the
+    # agreeing fraction still tells that the rest of the frame is another photo.
+    ok = [r for r in results if r[3] >= cfg.min_overlap and r[4] <= cfg.max_residual and r[5] >= cfg.min_agreement]
     if ok:
         # Prefer the simpler model unless a richer one is clearly better.
         ok.sort(key=lambda r: r[4] + {"similarity": 0.0, "affine": 0.5, "homography": 1.0}[r[0]])
-        model, m_full, n_in, overlap, res = ok[0]
+        model, m_full, n_in, overlap, res, _ = ok[0]
         return Registration("registered", m_full, model, n_matches, n_in, overlap, res)
-    model, m_full, n_in, overlap, res = min(results, key=lambda r: r[4])
-    why = f"overlap {overlap:.2f} < {cfg.min_overlap}" if overlap < cfg.min_overlap else f"median |diff| {res:.1f} > {cfg.max_residual}"
+    model, m_full, n_in, overlap, res, agree = min(results, key=lambda r: r[4])
+    if overlap < cfg.min_overlap:
+        why = f"overlap {overlap:.2f} < {cfg.min_overlap}"
+    elif res > cfg.max_residual:
+        why = f"median |diff| {res:.1f} > {cfg.max_residual}"
+    else:
+        why = f"only {agree:.0%} of the overlap agrees (< {cfg.min_agreement:.0%})"
     return Registration("unregistered", m_full, model, n_matches, n_in, overlap, res, detail=why)
 
 

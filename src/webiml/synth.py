@@ -64,7 +64,7 @@ def bezier_blob(
     alpha = alpha.astype(np.float32) / 255.0
     if rng.random() < p_blur:
         k = _odd(int(rng.integers(blur_kernel[0], blur_kernel[1] + 1)))
-        alpha = cv2.GaussianBlur(alpha, (k, k), 0)
+        alpha = np.clip(cv2.GaussianBlur(alpha, (k, k), 0), 0.0, 1.0)
     return alpha
 
 
