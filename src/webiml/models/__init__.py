@@ -1,0 +1,1 @@
+"""Networks: encoders (timm, offline weights), CAAAv2 annotators, Web-IML, BoxPromptIML."""
