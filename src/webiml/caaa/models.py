@@ -1,0 +1,194 @@
+"""The CAAAv2 networks: pair classifier, DASS (SPG annotator), Corr-DINO-lite (SDG annotator).
+
+All take uint8 RGB images prepared by :func:`prepare` (resized, normalised by the encoder's
+statistics). The unified baseline is a :class:`DASS` trained on both categories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..models.encoders import DEFAULT_ENCODER, create_encoder, encoder_stats, feature_channels
+from ..models.heads import FPNDecoder, conv_bn_relu
+
+
+def to_tensor(img: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 HxWx3 → float 3xSxS in [0, 1] (squashed to a square, as the pair classifier expects)."""
+    if img.shape[:2] != (size, size):
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR)
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
+
+
+def _normalise(x: torch.Tensor, mean: tuple, std: tuple) -> torch.Tensor:
+    c = len(mean)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    return (x - m) / s
+
+
+# ------------------------------------------------------------------------------- classifier
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    encoder: str = DEFAULT_ENCODER
+    weights: str = "offline"
+    size: int = 128
+
+
+class PairClassifier(nn.Module):
+    """6-channel input (forged, authentic); heads: category (SPG/SDG), aligned flag, and the
+    authentic image's four corners in the forged frame (8 numbers, normalised to [0, 1])."""
+
+    CATEGORIES = ("spg", "sdg")
+
+    def __init__(self, cfg: ClassifierConfig = ClassifierConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = create_encoder(cfg.encoder, cfg.weights, in_chans=6)
+        self.mean, self.std = encoder_stats(self.encoder)
+        c = feature_channels(self.encoder)[-1]
+        self.trunk = nn.Sequential(nn.Linear(2 * c, 256), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.category = nn.Linear(256, 2)
+        self.aligned = nn.Linear(256, 2)
+        self.box = nn.Linear(256, 8)
+
+    def forward(self, forged: torch.Tensor, authentic: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = torch.cat([_normalise(forged, self.mean, self.std), _normalise(authentic, self.mean, self.std)], 1)
+        f = self.encoder(x)[-1]
+        z = self.trunk(torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1))
+        return {"category": self.category(z), "aligned": self.aligned(z), "box": torch.sigmoid(self.box(z))}
+
+
+def classifier_loss(out: dict, category: torch.Tensor, aligned: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """CE(category) + CE(aligned) + SmoothL1(box), the box term on SPG pairs only."""
+    loss = F.cross_entropy(out["category"], category) + F.cross_entropy(out["aligned"], aligned)
+    spg = category == 0
+    if spg.any():
+        loss = loss + F.smooth_l1_loss(out["box"][spg], box[spg], beta=0.05)
+    return loss
+
+
+# -------------------------------------------------------------------------------------- DASS
+
+
+@dataclass(frozen=True)
+class DASSConfig:
+    encoder: str = DEFAULT_ENCODER
+    weights: str = "offline"
+    size: int = 256
+    width: int = 64
+
+
+class DASS(nn.Module):
+    """SPG annotator: 9 channels [authentic, forged, |authentic − forged|] → mask logits.
+
+    The difference is taken in float (a uint8 difference would wrap around)."""
+
+    def __init__(self, cfg: DASSConfig = DASSConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = create_encoder(cfg.encoder, cfg.weights, in_chans=9)
+        self.mean, self.std = encoder_stats(self.encoder)
+        chans = feature_channels(self.encoder)
+        self.decoder = FPNDecoder(chans[1:], cfg.width)
+        self.head = nn.Conv2d(cfg.width, 1, 1)
+
+    @staticmethod
+    def inputs(authentic: torch.Tensor, forged: torch.Tensor) -> torch.Tensor:
+        return torch.cat([authentic, forged, (authentic - forged).abs()], 1)
+
+    def forward(self, authentic: torch.Tensor, forged: torch.Tensor) -> torch.Tensor:
+        a = _normalise(authentic, self.mean, self.std)
+        f = _normalise(forged, self.mean, self.std)
+        d = (authentic - forged).abs() * 4.0 - 1.0  # differences are small: spread them over the input range
+        feats = self.encoder(torch.cat([a, f, d], 1))
+        y = self.head(self.decoder(feats[1:]))
+        return F.interpolate(y, size=forged.shape[-2:], mode="bilinear", align_corners=False)
+
+    @torch.no_grad()
+    def predict_tta(self, authentic: torch.Tensor, forged: torch.Tensor) -> torch.Tensor:
+        """Probability averaged over identity, horizontal and vertical flips."""
+        p = torch.sigmoid(self(authentic, forged))
+        p = p + torch.sigmoid(self(authentic.flip(-1), forged.flip(-1))).flip(-1)
+        p = p + torch.sigmoid(self(authentic.flip(-2), forged.flip(-2))).flip(-2)
+        return p / 3.0
+
+
+# --------------------------------------------------------------------------------- Corr-DINO
+
+
+@dataclass(frozen=True)
+class CorrConfig:
+    encoder: str = DEFAULT_ENCODER  # frozen "prior features"; any timm features_only encoder with weights
+    weights: str = "offline"
+    size: int = 256
+    levels: tuple[int, ...] = (2, 3)  # encoder feature levels correlated (stride 8 and 16 for Lite0)
+    topk: int = 16
+    width: int = 64
+
+
+class CorrDINO(nn.Module):
+    """SDG annotator: frozen prior features of both images, a forged×authentic correlation volume
+    per level, per-location pooling ([max, mean, top-k mean] and a learned projection of the
+    sorted top-k row) and a trainable head that denoises that evidence into a mask."""
+
+    def __init__(self, cfg: CorrConfig = CorrConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = create_encoder(cfg.encoder, cfg.weights, in_chans=3)
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        self.encoder.eval()
+        self.mean, self.std = encoder_stats(self.encoder)
+        chans = feature_channels(self.encoder)
+        self.project = nn.ModuleList(nn.Conv2d(cfg.topk, 8, 1) for _ in cfg.levels)
+        self.context = nn.Conv2d(chans[cfg.levels[0]], 16, 1)
+        cin = len(cfg.levels) * (3 + 8) + 16
+        self.head = nn.Sequential(conv_bn_relu(cin, cfg.width), conv_bn_relu(cfg.width, cfg.width),
+                                  conv_bn_relu(cfg.width, cfg.width), nn.Conv2d(cfg.width, 1, 1))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # frozen, BN statistics included
+        return self
+
+    def evidence(self, forged: torch.Tensor, authentic: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        with torch.no_grad():
+            ff = self.encoder(_normalise(forged, self.mean, self.std))
+            fa = self.encoder(_normalise(authentic, self.mean, self.std))
+        pooled = []
+        for i, lvl in enumerate(self.cfg.levels):
+            f, a = F.normalize(ff[lvl], dim=1), F.normalize(fa[lvl], dim=1)
+            b, c, h, w = f.shape
+            corr = torch.einsum("bcn,bcm->bnm", f.flatten(2), a.flatten(2))  # B × HW_f × HW_a
+            k = min(self.cfg.topk, corr.shape[-1])
+            top = corr.topk(k, dim=-1).values  # sorted descending
+            if k < self.cfg.topk:
+                top = F.pad(top, (0, self.cfg.topk - k), value=-1.0)
+            stats = torch.stack([top[..., 0], corr.mean(-1), top[..., :4].mean(-1)], 1).view(b, 3, h, w)
+            learned = self.project[i](top.permute(0, 2, 1).reshape(b, self.cfg.topk, h, w))
+            pooled.append(torch.cat([stats, learned], 1))
+        return pooled, ff[self.cfg.levels[0]]
+
+    def forward(self, forged: torch.Tensor, authentic: torch.Tensor) -> torch.Tensor:
+        pooled, ctx = self.evidence(forged, authentic)
+        size = pooled[0].shape[-2:]
+        x = torch.cat([F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pooled] + [self.context(ctx)], 1)
+        y = self.head(x)
+        return F.interpolate(y, size=forged.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice (per image)."""
+    bce = F.binary_cross_entropy_with_logits(logits, mask)
+    p = torch.sigmoid(logits).flatten(1)
+    m = mask.flatten(1)
+    dice = 1 - (2 * (p * m).sum(1) + 1) / (p.sum(1) + m.sum(1) + 1)
+    return bce + dice.mean()

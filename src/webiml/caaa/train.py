@@ -1,0 +1,246 @@
+"""Training the CAAAv2 annotators on synthetic constrained-IML pairs.
+
+Pairs come from :func:`webiml.synth.make_web_pair` on the ``train`` photo split (disjoint from the
+photos of the synthetic web corpus), so the collected corpus is a held-out test. A pool of pairs
+is generated once (seeded) and shared by all models; each sample carries what every model needs:
+the forged image, the authentic image as collected, the authentic registered to the forged frame
+(by the true transform, as the collect stage would estimate it), the truth mask and the labels of
+the pair classifier.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .. import io
+from ..register import warp_to
+from ..synth import Degradation, WebPairConfig, decode, make_web_pair
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    n_pairs: int = 600
+    size: int = 256
+    photo_split: str = "train"
+    sdg_fraction: float = 0.5
+    base_side: tuple[int, int] = (320, 512)
+
+
+@dataclass
+class Pool:
+    """Training pairs at ``size``², uint8: forged, authentic (squashed), registered (or the resized
+    authentic when the pair is SDG), masks; labels: category (0 SPG, 1 SDG), aligned, box."""
+
+    forged: np.ndarray
+    authentic: np.ndarray
+    registered: np.ndarray
+    mask: np.ndarray
+    category: np.ndarray
+    aligned: np.ndarray
+    box: np.ndarray
+    meta: list = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.category)
+
+
+def _square(img: np.ndarray, size: int, interp: int = cv2.INTER_AREA) -> np.ndarray:
+    return cv2.resize(img, (size, size), interpolation=interp if min(img.shape[:2]) > size else cv2.INTER_LINEAR)
+
+
+def corners_in_forged(transform: np.ndarray, authentic_wh: tuple[int, int], forged_wh: tuple[int, int]) -> np.ndarray:
+    """The authentic image's corners mapped into the forged frame, normalised and clipped to [0, 1]."""
+    w, h = authentic_wh
+    c = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], float).T
+    q = transform @ c
+    q = q[:2] / q[2]
+    q[0] /= max(forged_wh[0] - 1, 1)
+    q[1] /= max(forged_wh[1] - 1, 1)
+    return np.clip(q.T.ravel(), 0, 1).astype(np.float32)
+
+
+def registered_view(forged: np.ndarray, authentic: np.ndarray, transform: np.ndarray | None, overlap: np.ndarray | None = None) -> np.ndarray:
+    """The authentic image in the forged frame: warped by ``transform`` (pixels it does not cover
+    take the forged values: no evidence there), or simply resized when there is no transform."""
+    h, w = forged.shape[:2]
+    if transform is None:
+        return cv2.resize(authentic, (w, h), interpolation=cv2.INTER_AREA)
+    reg, cov = warp_to(authentic, transform, (w, h))
+    if overlap is not None:
+        cov = cov & overlap
+    reg[~cov] = forged[~cov]
+    return reg
+
+
+def make_pool(photos, cfg: PoolConfig, seed: int, progress: bool = True) -> Pool:
+    from tqdm import tqdm
+
+    wcfg = WebPairConfig(sdg_fraction=cfg.sdg_fraction, base_side=cfg.base_side, degradation=Degradation())
+    S = cfg.size
+    n = cfg.n_pairs
+    pool = Pool(
+        forged=np.zeros((n, S, S, 3), np.uint8), authentic=np.zeros((n, S, S, 3), np.uint8),
+        registered=np.zeros((n, S, S, 3), np.uint8), mask=np.zeros((n, S, S), np.uint8),
+        category=np.zeros(n, np.int64), aligned=np.zeros(n, np.int64), box=np.zeros((n, 8), np.float32),
+    )
+    for i in tqdm(range(n), desc="synthetic pairs", disable=not progress, mininterval=2):
+        rng = np.random.default_rng([seed, 7919, i])
+        p = make_web_pair(rng, photos, wcfg)
+        f, a = decode(p.forged_bytes), decode(p.authentic_bytes)
+        reg = registered_view(f, a, p.transform)
+        pool.forged[i] = _square(f, S)
+        pool.authentic[i] = _square(a, S)
+        pool.registered[i] = _square(reg, S)
+        pool.mask[i] = _square(p.mask.astype(np.uint8) * 255, S) > 127
+        pool.category[i] = 0 if p.category == "spg" else 1
+        if p.transform is not None:
+            box = corners_in_forged(p.transform, (a.shape[1], a.shape[0]), (f.shape[1], f.shape[0]))
+            pool.box[i] = box
+            pool.aligned[i] = int(np.abs(box - np.array([0, 0, 1, 0, 1, 1, 0, 1], np.float32)).max() < 0.03)
+        pool.meta.append({"category": p.category, "photo": p.meta.get("photo")})
+    return pool
+
+
+def _t(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
+
+
+def batch(pool: Pool, idx: np.ndarray, rng: np.random.Generator, flip: bool = True) -> dict[str, torch.Tensor]:
+    f, a, r, m = pool.forged[idx], pool.authentic[idx], pool.registered[idx], pool.mask[idx]
+    if flip:
+        fl = rng.random(len(idx)) < 0.5
+        f, a, r, m = f.copy(), a.copy(), r.copy(), m.copy()
+        f[fl], r[fl], m[fl] = f[fl, :, ::-1], r[fl, :, ::-1], m[fl, :, ::-1]
+        a[fl] = a[fl, :, ::-1]
+    return {
+        "forged": _t(f), "authentic": _t(a), "registered": _t(r),
+        "mask": torch.from_numpy(m.astype(np.float32))[:, None],
+        "category": torch.from_numpy(pool.category[idx]), "aligned": torch.from_numpy(pool.aligned[idx]),
+        "box": torch.from_numpy(pool.box[idx]),
+    }
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 20
+
+
+def fit(
+    model: nn.Module,
+    step_loss: Callable[[nn.Module, dict], torch.Tensor],
+    pool: Pool,
+    indices: np.ndarray,
+    cfg: TrainConfig,
+    seed: int,
+    name: str = "model",
+    flip: bool = True,
+    progress: bool = True,
+) -> list[dict]:
+    """AdamW with linear warm-up and poly decay over ``cfg.steps``; returns the loss history."""
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)) * (1 - s / cfg.steps) ** 0.9
+    )
+    model.train()
+    history = []
+    t0 = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc=f"train {name}", disable=not progress, mininterval=2)
+    for step in bar:
+        idx = rng.choice(indices, size=cfg.batch_size, replace=len(indices) < cfg.batch_size)
+        loss = step_loss(model, batch(pool, idx, rng, flip))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        history.append({"step": step, "loss": float(loss), "lr": sched.get_last_lr()[0]})
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+    model.eval()
+    log.info("%s: %d steps in %.1f s", name, cfg.steps, time.perf_counter() - t0)
+    return history
+
+
+def write_history(path: str | Path, history: list[dict]) -> None:
+    """Training curve as CSV (step, loss, lr) for DVC plots."""
+    lines = ["step,loss,lr"] + [f"{h['step']},{h['loss']:.6f},{h['lr']:.6g}" for h in history]
+    io.write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+# ----------------------------------------------------------------------------- step losses
+
+
+def classifier_step(size: int):
+    from .models import classifier_loss
+
+    def step(model, b):
+        f = torch.nn.functional.interpolate(b["forged"], size=(size, size), mode="area")
+        a = torch.nn.functional.interpolate(b["authentic"], size=(size, size), mode="area")
+        return classifier_loss(model(f, a), b["category"], b["aligned"], b["box"])
+
+    return step
+
+
+def dass_step(model, b):
+    from .models import segmentation_loss
+
+    return segmentation_loss(model(b["registered"], b["forged"]), b["mask"])
+
+
+def corr_step(model, b):
+    from .models import segmentation_loss
+
+    return segmentation_loss(model(b["forged"], b["authentic"]), b["mask"])
+
+
+@torch.no_grad()
+def evaluate_pool(model: nn.Module, kind: str, pool: Pool, indices: np.ndarray, size: int = 128, bs: int = 16) -> dict:
+    """Held-out scores: classifier accuracy, or mean IoU / F1 at 0.5 for a segmenter."""
+    from ..evaluate.metrics import mean_scores, pixel_scores
+
+    model.eval()
+    rng = np.random.default_rng(0)
+    rows, correct, aligned_ok = [], 0, 0
+    for s in range(0, len(indices), bs):
+        idx = indices[s : s + bs]
+        b = batch(pool, idx, rng, flip=False)
+        if kind == "classifier":
+            f = torch.nn.functional.interpolate(b["forged"], size=(size, size), mode="area")
+            a = torch.nn.functional.interpolate(b["authentic"], size=(size, size), mode="area")
+            out = model(f, a)
+            correct += int((out["category"].argmax(1) == b["category"]).sum())
+            aligned_ok += int((out["aligned"].argmax(1) == b["aligned"]).sum())
+            continue
+        if kind == "dass":
+            p = model.predict_tta(b["registered"], b["forged"])
+        else:
+            p = torch.sigmoid(model(b["forged"], b["authentic"]))
+        for k in range(len(idx)):
+            rows.append(pixel_scores(p[k, 0].numpy(), b["mask"][k, 0].numpy() > 0.5))
+    if kind == "classifier":
+        return {"category_accuracy": correct / len(indices), "aligned_accuracy": aligned_ok / len(indices), "n": int(len(indices))}
+    return {**{k: round(v, 4) for k, v in mean_scores(rows).items()}, "n": int(len(indices))}
+
+
+def save_json(path: str | Path, obj) -> None:
+    io.write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
