@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-STAGES = {"collect": "01_collect"}
+STAGES = {"collect": "01_collect", "train_annotators": "02_train_annotators", "annotate": "03_annotate", "filter": "04_filter"}
 GLOBAL_KEYS = ("seed",)
-PATH_KEYS = ("csv", "root", "miml_root", "noso_root", "manifest", "photo_dir", "check_noso")
+PATH_KEYS = ("csv", "root", "miml_root", "noso_root", "manifest", "photo_dir", "check_noso", "check_web_pairs")
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:
@@ -68,7 +68,7 @@ def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True
 
 def _files_to_copy(repo: Path) -> list[Path]:
     try:
-        out = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
+        out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
         files = [Path(f) for f in out]
     except (OSError, subprocess.CalledProcessError):
         files = []

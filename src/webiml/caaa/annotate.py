@@ -127,15 +127,20 @@ class NaiveAnnotator:
         return [self.annotate_one(p) for p in pairs]
 
 
-BUILTIN_ANNOTATORS = {"naive": NaiveAnnotator}
+BUILTIN_ANNOTATORS = {
+    "naive": NaiveAnnotator,
+    "caaa": "webiml.caaa.annotator:CAAAnnotator",
+    "unified": "webiml.caaa.annotator:UnifiedAnnotator",
+}
 
 
 def build_annotator(spec: str, **kwargs) -> Annotator:
     """``"naive"`` or ``"package.module:factory"`` (a class or function called with ``kwargs``, or
     a ready annotator object)."""
-    if spec in BUILTIN_ANNOTATORS:
+    if spec in BUILTIN_ANNOTATORS and not isinstance(BUILTIN_ANNOTATORS[spec], str):
         obj = BUILTIN_ANNOTATORS[spec]
-    elif ":" in spec:
+    elif ":" in spec or spec in BUILTIN_ANNOTATORS:
+        spec = BUILTIN_ANNOTATORS.get(spec, spec)
         mod, _, attr = spec.partition(":")
         obj = importlib.import_module(mod)
         for part in attr.split("."):

@@ -59,7 +59,7 @@ def score_annotations(ann: Path, audit: Path) -> list[dict]:
     from the truth's is resized (nearest) and the row says ``resized: True``. Pairs whose mask or
     truth cannot be read are skipped with a warning."""
     ann, audit = Path(ann), Path(audit)
-    truth = {t["id"]: t for t in io.read_jsonl(audit / "audit.jsonl")}
+    truth = {t["id"]: t for t in io.read_jsonl(audit / "audit.jsonl")} if audit is not None else {}
     rows: list[dict] = []
     for rec in io.read_jsonl(ann / "annotations.jsonl"):
         t = truth.get(rec.get("id"))
@@ -228,16 +228,18 @@ def _thumb(a: np.ndarray, max_side: int) -> np.ndarray:
     return a[::step, ::step]
 
 
-def example_grid(ann: Path, audit: Path, pairs_dir: Path | None, ids: Sequence[str], n: int = 8,
+def example_grid(ann: Path, audit: Path | None, pairs_dir: Path | None, ids: Sequence[str], n: int = 8,
                  max_side: int = 320):
     """Rows of forged | authentic | annotation (soft) | truth for the first ``n`` of ``ids``,
-    titled with the categories, QES and IoU. ``pairs_dir`` defaults to the annotation meta's."""
-    ann, audit = Path(ann), Path(audit)
+    titled with the categories, QES and IoU. ``pairs_dir`` defaults to the annotation meta's;
+    ``audit=None`` for pairs without truth (real web pairs)."""
+    ann = Path(ann)
+    audit = None if audit is None else Path(audit)
     if pairs_dir is None:
         pairs_dir = Path(json.loads((ann / "meta.json").read_text())["pairs_dir"])
     pairs_dir = Path(pairs_dir)
     anns = {r["id"]: r for r in io.read_jsonl(ann / "annotations.jsonl")}
-    truth = {t["id"]: t for t in io.read_jsonl(audit / "audit.jsonl")}
+    truth = {t["id"]: t for t in io.read_jsonl(audit / "audit.jsonl")} if audit is not None else {}
     pairs = {p.id: p for p in io.read_pairs(pairs_dir)} if (pairs_dir / "pairs.jsonl").exists() else {}
     ids = list(ids)[:n]
     rows = max(1, len(ids))

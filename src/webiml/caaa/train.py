@@ -173,7 +173,7 @@ def fit(
         loss.backward()
         opt.step()
         sched.step()
-        history.append({"step": step, "loss": float(loss), "lr": sched.get_last_lr()[0]})
+        history.append({"step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]})
         if step % 10 == 0:
             bar.set_postfix(loss=f"{float(loss):.3f}")
     model.eval()
@@ -244,3 +244,63 @@ def evaluate_pool(model: nn.Module, kind: str, pool: Pool, indices: np.ndarray, 
 
 def save_json(path: str | Path, obj) -> None:
     io.write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- the whole stage
+
+
+def _sub(cls, d: dict | None):
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (d or {}).items() if k in names}
+    return cls(**d)
+
+
+def train_annotators(params: dict, out: str | Path, plots: str | Path, seed: int = 0, progress: bool = True) -> dict:
+    """Train classifier, DASS, Corr-DINO-lite and the unified baseline; save checkpoints with
+    their configs into ``out`` and training curves into ``plots``; return held-out metrics."""
+    from ..models.checkpoint import save_checkpoint
+    from ..photos import load_photos
+    from .models import DASS, ClassifierConfig, CorrConfig, CorrDINO, DASSConfig, PairClassifier
+
+    torch.set_num_threads(int(params.get("threads", 2)))
+    out, plots = Path(out), Path(plots)
+    enc = {"encoder": params.get("encoder", "tf_efficientnet_lite0"), "weights": params.get("weights", "offline")}
+    pcfg = _sub(PoolConfig, params.get("pool"))
+    t0 = time.perf_counter()
+    pool = make_pool(load_photos(pcfg.photo_split), pcfg, seed, progress)
+    n_val = max(8, int(len(pool) * float(params.get("val_fraction", 0.15))))
+    idx = np.arange(len(pool))
+    tr, va = idx[:-n_val], idx[-n_val:]
+    cat = pool.category
+    metrics: dict = {"pool": {"n_train": int(len(tr)), "n_val": int(len(va)), "seconds": round(time.perf_counter() - t0, 1),
+                              "photo_split": pcfg.photo_split, "encoder": enc}}
+
+    jobs = [
+        ("classifier", lambda: PairClassifier(ClassifierConfig(size=int(params.get("classifier", {}).get("size", 128)), **enc)),
+         None, tr, va, "classifier"),
+        ("dass", lambda: DASS(DASSConfig(size=pcfg.size, **enc)), dass_step, tr[cat[tr] == 0], va[cat[va] == 0], "dass"),
+        ("corr", lambda: CorrDINO(CorrConfig(size=pcfg.size, **enc)), corr_step, tr[cat[tr] == 1], va[cat[va] == 1], "corr"),
+        ("unified", lambda: DASS(DASSConfig(size=pcfg.size, **enc)), dass_step, tr, va, "dass"),
+    ]
+    for name, build, step, tr_i, va_i, kind in jobs:
+        tcfg = _sub(TrainConfig, params.get(name))
+        t1 = time.perf_counter()
+        torch.manual_seed(seed)
+        model = build()
+        if name == "classifier":
+            step = classifier_step(model.cfg.size)
+        hist = fit(model, step, pool, tr_i, tcfg, seed, name, flip=name != "classifier", progress=progress)
+        secs = time.perf_counter() - t1
+        m = evaluate_pool(model, kind, pool, va_i, size=getattr(model.cfg, "size", 128))
+        if name == "unified":  # the same held-out pairs, per category, for the comparison with CAAAv2
+            m = {"all": m, "spg": evaluate_pool(model, kind, pool, va_i[cat[va_i] == 0]),
+                 "sdg": evaluate_pool(model, kind, pool, va_i[cat[va_i] == 1])}
+        m.update({"train_seconds": round(secs, 1), "steps": tcfg.steps, "images_per_second": round(tcfg.steps * tcfg.batch_size / secs, 2),
+                  "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad))})
+        metrics[name] = m
+        save_checkpoint(out / f"{name}.pt", model, model.cfg, {"metrics": m, "seed": seed, "train": dict(params.get(name) or {})})
+        write_history(plots / f"train_{name}.csv", hist)
+    metrics["seconds_total"] = round(time.perf_counter() - t0, 1)
+    return metrics

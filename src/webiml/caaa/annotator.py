@@ -1,0 +1,125 @@
+"""CAAAv2 and the unified baseline as corpus annotators (see :mod:`webiml.caaa.annotate`).
+
+CAAAv2: the pair classifier picks the category; SPG pairs go to DASS (on the authentic image
+registered to the forged frame, or simply resized when collect could not register it), SDG pairs
+go to Corr-DINO-lite (on the authentic image as collected). The unified baseline runs one
+9-channel model on every pair, whatever its category.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models.checkpoint import load_checkpoint
+from .annotate import ALIGNED_STATUSES, AnnotationResult, PairInputs
+from .models import to_tensor
+from .train import registered_view
+
+MODEL_FILES = {"classifier": "classifier.pt", "dass": "dass.pt", "corr": "corr.pt", "unified": "unified.pt"}
+DEFAULT_MODELS_DIR = Path("models/annotators")
+
+
+def model_path(models_dir: str | Path, name: str) -> Path:
+    p = Path(models_dir) / MODEL_FILES[name]
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"{p} not found: train the annotators first (`dvc repro train_annotators`, or pass --models DIR)"
+        )
+    return p
+
+
+def _spg_view(p: PairInputs) -> np.ndarray:
+    """The authentic image in the forged frame; uncovered pixels take the forged values."""
+    if p.registered is None:
+        return registered_view(p.forged, p.authentic, None)
+    if p.overlap is None:
+        return p.registered
+    reg = p.registered.copy()
+    reg[~p.overlap] = p.forged[~p.overlap]
+    return reg
+
+
+def _to_forged_size(prob: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    out = F.interpolate(prob[None, None], size=shape, mode="bilinear", align_corners=False)[0, 0]
+    return out.clamp(0, 1).numpy().astype(np.float32)
+
+
+class CAAAnnotator:
+    """Category-aware annotation: classifier → DASS (SPG) or Corr-DINO-lite (SDG)."""
+
+    name = "caaa"
+
+    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, route: str = "classifier", tta: bool = True):
+        if route not in ("classifier", "registration"):
+            raise ValueError("route must be 'classifier' or 'registration'")
+        self.classifier = load_checkpoint(model_path(models_dir, "classifier"))[0] if route == "classifier" else None
+        self.dass = load_checkpoint(model_path(models_dir, "dass"))[0]
+        self.corr = load_checkpoint(model_path(models_dir, "corr"))[0]
+        self.route, self.tta = route, tta
+
+    @torch.no_grad()
+    def classify(self, pairs: list[PairInputs]) -> list[tuple[str, float, bool]]:
+        if self.classifier is None:
+            return [("spg" if p.status in ALIGNED_STATUSES else "sdg", 1.0, p.status in ALIGNED_STATUSES) for p in pairs]
+        s = self.classifier.cfg.size
+        f = torch.stack([to_tensor(p.forged, s) for p in pairs])
+        a = torch.stack([to_tensor(p.authentic, s) for p in pairs])
+        out = self.classifier(f, a)
+        pc = out["category"].softmax(1)
+        al = out["aligned"].argmax(1)
+        res = []
+        for k in range(len(pairs)):
+            c = int(pc[k].argmax())
+            res.append((("spg", "sdg")[c], float(pc[k, c]), bool(al[k])))
+        return res
+
+    @torch.no_grad()
+    def annotate_batch(self, pairs: list[PairInputs]) -> list[AnnotationResult]:
+        cats = self.classify(pairs)
+        probs: list[np.ndarray | None] = [None] * len(pairs)
+        spg = [i for i, c in enumerate(cats) if c[0] == "spg"]
+        sdg = [i for i, c in enumerate(cats) if c[0] == "sdg"]
+        if spg:
+            s = self.dass.cfg.size
+            f = torch.stack([to_tensor(pairs[i].forged, s) for i in spg])
+            a = torch.stack([to_tensor(_spg_view(pairs[i]), s) for i in spg])
+            p = self.dass.predict_tta(a, f) if self.tta else torch.sigmoid(self.dass(a, f))
+            for k, i in enumerate(spg):
+                probs[i] = _to_forged_size(p[k, 0], pairs[i].forged.shape[:2])
+        if sdg:
+            s = self.corr.cfg.size
+            f = torch.stack([to_tensor(pairs[i].forged, s) for i in sdg])
+            a = torch.stack([to_tensor(pairs[i].authentic, s) for i in sdg])
+            p = torch.sigmoid(self.corr(f, a))
+            for k, i in enumerate(sdg):
+                probs[i] = _to_forged_size(p[k, 0], pairs[i].forged.shape[:2])
+        return [
+            AnnotationResult(probs[i], cats[i][0], cats[i][1], cats[i][2], "dass" if cats[i][0] == "spg" else "corr")
+            for i in range(len(pairs))
+        ]
+
+
+class UnifiedAnnotator:
+    """The unified baseline: one CIML model (DASS architecture trained on both categories)."""
+
+    name = "unified"
+
+    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, tta: bool = True):
+        self.model = load_checkpoint(model_path(models_dir, "unified"))[0]
+        self.tta = tta
+
+    @torch.no_grad()
+    def annotate_batch(self, pairs: list[PairInputs]) -> list[AnnotationResult]:
+        s = self.model.cfg.size
+        f = torch.stack([to_tensor(p.forged, s) for p in pairs])
+        a = torch.stack([to_tensor(_spg_view(p), s) for p in pairs])
+        pr = self.model.predict_tta(a, f) if self.tta else torch.sigmoid(self.model(a, f))
+        return [
+            AnnotationResult(_to_forged_size(pr[k, 0], p.forged.shape[:2]), "spg", 0.5, p.status in ALIGNED_STATUSES, "unified")
+            for k, p in enumerate(pairs)
+        ]
