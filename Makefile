@@ -41,6 +41,7 @@ unit: env             ## unit tests only (no notebooks, no DAG)
 bench: env            ## speed and memory benchmarks (numbers for the README)
 	python benchmarks/bench_collect.py
 	python benchmarks/bench_register.py
+	python benchmarks/bench_annotate.py
 
 lab: env              ## JupyterLab on the notebooks
 	jupyter lab notebooks/

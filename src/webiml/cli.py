@@ -38,6 +38,65 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _annotate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .caaa.annotate import annotate_corpus, build_annotator
+
+    torch.set_num_threads(args.threads)
+    kw = {} if args.method == "naive" else {"models_dir": args.models}
+    report = annotate_corpus(Path(args.pairs), build_annotator(args.method, **kw), Path(args.out),
+                             batch_size=args.batch_size, resume=not args.no_resume, progress=not args.quiet)
+    print(json.dumps({k: report.get(k) for k in ("n_done", "n_skipped", "n_rejected", "per_category", "pairs_per_second")}, indent=1))
+    return 0
+
+
+def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, models: str | Path, threshold: float = 0.5) -> dict:
+    """Register, classify and annotate one pair of any sizes; write the soft mask at the forged size."""
+    from . import io
+    from .caaa.annotate import PairInputs
+    from .caaa.annotator import CAAAnnotator
+    from .caaa.qes import keep, qes
+    from .register import register, warp_to
+
+    f, _ = io.read_image(forged)
+    a, _ = io.read_image(authentic)
+    reg = register(f, a)
+    registered = overlap = None
+    if reg.status == "identity" and a.shape == f.shape:
+        registered = a
+    elif reg.registered:
+        registered, overlap = warp_to(a, reg.matrix, (f.shape[1], f.shape[0]))
+    res = CAAAnnotator(models).annotate_batch([PairInputs("pair", f, a, registered, overlap, reg.status)])[0]
+    io.write_soft_mask(out, res.prob)
+    q = qes(io.read_image(out)[0][..., 0])  # QES of the mask as written (0–255), as the dataset build sees it
+    return {"category": res.category, "category_prob": round(res.category_prob, 4), "aligned": res.aligned,
+            "annotator": res.annotator, "registration": reg.status, "qes": round(q, 4), "kept": keep(q, threshold),
+            "mask": str(out), "size": [f.shape[1], f.shape[0]]}
+
+
+def _annotate_pair(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    r = annotate_pair(args.forged, args.authentic, args.output, args.models, args.qes_threshold)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"{r['category']} ({r['category_prob']:.2f}) via {r['annotator']}, registration {r['registration']}, "
+              f"QES {r['qes']:.3f} → {'kept' if r['kept'] else 'dropped'}; mask: {r['mask']}")
+    return 0
+
+
+def _build_dataset(args: argparse.Namespace) -> int:
+    from .caaa.dataset import build_dataset
+
+    r = build_dataset(Path(args.annotations), Path(args.out), threshold=args.qes_threshold,
+                      pairs_dir=Path(args.pairs) if args.pairs else None, progress=not args.quiet)
+    print(json.dumps({k: r.get(k) for k in ("n", "kept", "dropped", "per_category")}, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="webiml", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -62,6 +121,35 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overwrite", action="store_true", help="replace an existing collection in OUT")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_collect)
+
+    a = sub.add_parser("annotate", help="annotate a collected pair corpus (CAAAv2 by default)")
+    a.add_argument("--pairs", required=True, help="a collect output folder (pairs.jsonl)")
+    a.add_argument("--models", default="models/annotators", help="trained annotators (stage train_annotators)")
+    a.add_argument("--out", required=True)
+    a.add_argument("--method", default="caaa", choices=["caaa", "unified", "naive"])
+    a.add_argument("--batch-size", type=int, default=8)
+    a.add_argument("--threads", type=int, default=2)
+    a.add_argument("--no-resume", action="store_true", help="start over instead of continuing an interrupted run")
+    a.add_argument("--quiet", action="store_true")
+    a.set_defaults(func=_annotate)
+
+    ap = sub.add_parser("annotate-pair", help="annotate one forged/authentic pair (any sizes, crops, JPEG qualities)")
+    ap.add_argument("forged")
+    ap.add_argument("authentic")
+    ap.add_argument("-o", "--output", required=True, help="soft mask PNG (0–255) at the forged image's size")
+    ap.add_argument("--models", default="models/annotators", help="trained annotators (stage train_annotators)")
+    ap.add_argument("--qes-threshold", type=float, default=0.5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true", help="print a JSON object (category, aligned, qes, kept, mask, ...)")
+    ap.set_defaults(func=_annotate_pair)
+
+    b = sub.add_parser("build-dataset", help="QES-filter annotations into imgs/ + masks/ + a BenCo index")
+    b.add_argument("--annotations", required=True)
+    b.add_argument("--qes-threshold", type=float, default=0.5)
+    b.add_argument("--out", required=True)
+    b.add_argument("--pairs", help="the collect folder (default: from the annotations' meta.json)")
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=_build_dataset)
     return p
 
 
@@ -70,9 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, io_rejected()) as e:
         print(f"webiml {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+def io_rejected():
+    from .io import Rejected
+
+    return Rejected
 
 
 if __name__ == "__main__":

@@ -417,7 +417,8 @@ def collect(
     hash_ids: list[str] = []
     seconds: list[float] = []
     init = (cfg, str(out), None if audit is None else str(audit), download_policy)
-    ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
+    # forkserver: forking a process that already runs torch or OpenMP threads can deadlock the children
+    ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
     with (
         io.JsonlWriter(out / "pairs.jsonl") as pairs_w,
         io.JsonlWriter(out / "rejected.jsonl") as rej_w,

@@ -44,6 +44,26 @@ def _spg_view(p: PairInputs) -> np.ndarray:
     return reg
 
 
+@torch.no_grad()
+def dass_native(model, forged: np.ndarray, authentic_view: np.ndarray, tta: bool = True) -> np.ndarray:
+    """Run a DASS-type model at the image's own scale (long side capped at ``cfg.max_side``,
+    padded to a multiple of 32); return the probability at the forged image's size."""
+    h, w = forged.shape[:2]
+    s = min(1.0, model.cfg.max_side / max(h, w))
+    nh, nw = max(32, round(h * s)), max(32, round(w * s))
+    ph, pw = (-nh) % 32, (-nw) % 32
+
+    def prep(img: np.ndarray) -> torch.Tensor:
+        if (nh, nw) != (h, w):
+            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+        img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+
+    f, a = prep(forged), prep(authentic_view)
+    p = model.predict_tta(a, f) if tta else torch.sigmoid(model(a, f))
+    return _to_forged_size(p[0, 0, :nh, :nw], (h, w))
+
+
 def _to_forged_size(prob: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
     out = F.interpolate(prob[None, None], size=shape, mode="bilinear", align_corners=False)[0, 0]
     return out.clamp(0, 1).numpy().astype(np.float32)
@@ -54,18 +74,32 @@ class CAAAnnotator:
 
     name = "caaa"
 
-    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, route: str = "classifier", tta: bool = True):
-        if route not in ("classifier", "registration"):
-            raise ValueError("route must be 'classifier' or 'registration'")
-        self.classifier = load_checkpoint(model_path(models_dir, "classifier"))[0] if route == "classifier" else None
+    ROUTES = ("auto", "classifier", "registration")
+
+    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, route: str = "auto", tta: bool = True):
+        if route not in self.ROUTES:
+            raise ValueError(f"route must be one of {self.ROUTES}")
+        self.classifier = load_checkpoint(model_path(models_dir, "classifier"))[0] if route != "registration" else None
         self.dass = load_checkpoint(model_path(models_dir, "dass"))[0]
         self.corr = load_checkpoint(model_path(models_dir, "corr"))[0]
         self.route, self.tta = route, tta
 
     @torch.no_grad()
     def classify(self, pairs: list[PairInputs]) -> list[tuple[str, float, bool]]:
-        if self.classifier is None:
-            return [("spg" if p.status in ALIGNED_STATUSES else "sdg", 1.0, p.status in ALIGNED_STATUSES) for p in pairs]
+        """(category, confidence, aligned) per pair.
+
+        ``classifier``: the pair classifier alone. ``registration``: collect's registration status
+        (registered/identity → SPG, unregistered → SDG). ``auto``: the registration status where
+        it is decisive, the classifier elsewhere (no registration result)."""
+        by_reg = {"identity": "spg", "registered": "spg", "unregistered": "sdg"}
+        if self.route == "registration":
+            return [(by_reg.get(p.status, "sdg"), 1.0, p.status in ALIGNED_STATUSES) for p in pairs]
+        res = self._classifier(pairs)
+        if self.route == "auto":
+            res = [(by_reg[p.status], 1.0, r[2]) if p.status in by_reg else r for p, r in zip(pairs, res)]
+        return res
+
+    def _classifier(self, pairs: list[PairInputs]) -> list[tuple[str, float, bool]]:
         s = self.classifier.cfg.size
         f = torch.stack([to_tensor(p.forged, s) for p in pairs])
         a = torch.stack([to_tensor(p.authentic, s) for p in pairs])
@@ -84,13 +118,8 @@ class CAAAnnotator:
         probs: list[np.ndarray | None] = [None] * len(pairs)
         spg = [i for i, c in enumerate(cats) if c[0] == "spg"]
         sdg = [i for i, c in enumerate(cats) if c[0] == "sdg"]
-        if spg:
-            s = self.dass.cfg.size
-            f = torch.stack([to_tensor(pairs[i].forged, s) for i in spg])
-            a = torch.stack([to_tensor(_spg_view(pairs[i]), s) for i in spg])
-            p = self.dass.predict_tta(a, f) if self.tta else torch.sigmoid(self.dass(a, f))
-            for k, i in enumerate(spg):
-                probs[i] = _to_forged_size(p[k, 0], pairs[i].forged.shape[:2])
+        for i in spg:  # at each image's own scale: small edits and text survive
+            probs[i] = dass_native(self.dass, pairs[i].forged, _spg_view(pairs[i]), self.tta)
         if sdg:
             s = self.corr.cfg.size
             f = torch.stack([to_tensor(pairs[i].forged, s) for i in sdg])
@@ -115,11 +144,8 @@ class UnifiedAnnotator:
 
     @torch.no_grad()
     def annotate_batch(self, pairs: list[PairInputs]) -> list[AnnotationResult]:
-        s = self.model.cfg.size
-        f = torch.stack([to_tensor(p.forged, s) for p in pairs])
-        a = torch.stack([to_tensor(_spg_view(p), s) for p in pairs])
-        pr = self.model.predict_tta(a, f) if self.tta else torch.sigmoid(self.model(a, f))
         return [
-            AnnotationResult(_to_forged_size(pr[k, 0], p.forged.shape[:2]), "spg", 0.5, p.status in ALIGNED_STATUSES, "unified")
-            for k, p in enumerate(pairs)
+            AnnotationResult(dass_native(self.model, p.forged, _spg_view(p), self.tta), "spg", 0.5,
+                             p.status in ALIGNED_STATUSES, "unified")
+            for p in pairs
         ]

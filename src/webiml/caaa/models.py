@@ -82,7 +82,8 @@ def classifier_loss(out: dict, category: torch.Tensor, aligned: torch.Tensor, bo
 class DASSConfig:
     encoder: str = DEFAULT_ENCODER
     weights: str = "offline"
-    size: int = 256
+    size: int = 256  # training crop
+    max_side: int = 768  # inference runs at the image's own scale, long side capped at this
     width: int = 64
 
 

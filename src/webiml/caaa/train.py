@@ -36,6 +36,7 @@ class PoolConfig:
     photo_split: str = "train"
     sdg_fraction: float = 0.5
     base_side: tuple[int, int] = (320, 512)
+    max_side: int = 768  # DASS sees images at their own scale, long side capped at this (as at inference)
 
 
 @dataclass
@@ -47,6 +48,9 @@ class Pool:
     authentic: np.ndarray
     registered: np.ndarray
     mask: np.ndarray
+    native_forged: np.ndarray  # size² crops at the image's own scale (DASS and unified train on these)
+    native_registered: np.ndarray
+    native_mask: np.ndarray
     category: np.ndarray
     aligned: np.ndarray
     box: np.ndarray
@@ -93,6 +97,8 @@ def make_pool(photos, cfg: PoolConfig, seed: int, progress: bool = True) -> Pool
     pool = Pool(
         forged=np.zeros((n, S, S, 3), np.uint8), authentic=np.zeros((n, S, S, 3), np.uint8),
         registered=np.zeros((n, S, S, 3), np.uint8), mask=np.zeros((n, S, S), np.uint8),
+        native_forged=np.zeros((n, S, S, 3), np.uint8), native_registered=np.zeros((n, S, S, 3), np.uint8),
+        native_mask=np.zeros((n, S, S), np.uint8),
         category=np.zeros(n, np.int64), aligned=np.zeros(n, np.int64), box=np.zeros((n, 8), np.float32),
     )
     for i in tqdm(range(n), desc="synthetic pairs", disable=not progress, mininterval=2):
@@ -104,6 +110,8 @@ def make_pool(photos, cfg: PoolConfig, seed: int, progress: bool = True) -> Pool
         pool.authentic[i] = _square(a, S)
         pool.registered[i] = _square(reg, S)
         pool.mask[i] = _square(p.mask.astype(np.uint8) * 255, S) > 127
+        crop = native_crop([f, reg, p.mask.astype(np.uint8)], S, cfg.max_side, rng)
+        pool.native_forged[i], pool.native_registered[i], pool.native_mask[i] = crop[0], crop[1], crop[2] > 0
         pool.category[i] = 0 if p.category == "spg" else 1
         if p.transform is not None:
             box = corners_in_forged(p.transform, (a.shape[1], a.shape[0]), (f.shape[1], f.shape[0]))
@@ -113,12 +121,41 @@ def make_pool(photos, cfg: PoolConfig, seed: int, progress: bool = True) -> Pool
     return pool
 
 
+def native_crop(images: list[np.ndarray], size: int, max_side: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One size² crop, at the scale the annotator sees at inference (long side capped at
+    ``max_side``), of aligned images (the last one a mask); it covers part of the mask when there
+    is one (p = 0.8). Images smaller than ``size`` are zero-padded."""
+    h, w = images[0].shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s < 1.0:
+        nw, nh = round(w * s), round(h * s)
+        images = [cv2.resize(im, (nw, nh), interpolation=cv2.INTER_NEAREST if im.ndim == 2 else cv2.INTER_AREA) for im in images]
+        h, w = nh, nw
+    ph, pw = max(0, size - h), max(0, size - w)
+    if ph or pw:
+        images = [np.pad(im, ((0, ph), (0, pw)) + ((0, 0),) * (im.ndim - 2)) for im in images]
+        h, w = images[0].shape[:2]
+    ys, xs = np.nonzero(images[-1])
+    if len(xs) and rng.random() < 0.8:
+        k = int(rng.integers(len(xs)))
+        y0 = int(np.clip(ys[k] - rng.integers(0, size), 0, h - size))
+        x0 = int(np.clip(xs[k] - rng.integers(0, size), 0, w - size))
+    else:
+        y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return [np.ascontiguousarray(im[y0 : y0 + size, x0 : x0 + size]) for im in images]
+
+
 def _t(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
 
 
-def batch(pool: Pool, idx: np.ndarray, rng: np.random.Generator, flip: bool = True) -> dict[str, torch.Tensor]:
-    f, a, r, m = pool.forged[idx], pool.authentic[idx], pool.registered[idx], pool.mask[idx]
+def batch(pool: Pool, idx: np.ndarray, rng: np.random.Generator, flip: bool = True, native: bool = False) -> dict[str, torch.Tensor]:
+    """A training batch; ``native`` swaps in the native-scale crops for forged/registered/mask."""
+    if native:
+        f, r, m = pool.native_forged[idx], pool.native_registered[idx], pool.native_mask[idx]
+        a = pool.authentic[idx]
+    else:
+        f, a, r, m = pool.forged[idx], pool.authentic[idx], pool.registered[idx], pool.mask[idx]
     if flip:
         fl = rng.random(len(idx)) < 0.5
         f, a, r, m = f.copy(), a.copy(), r.copy(), m.copy()
@@ -151,6 +188,7 @@ def fit(
     name: str = "model",
     flip: bool = True,
     progress: bool = True,
+    native: bool = False,
 ) -> list[dict]:
     """AdamW with linear warm-up and poly decay over ``cfg.steps``; returns the loss history."""
     from tqdm import tqdm
@@ -168,14 +206,14 @@ def fit(
     bar = tqdm(range(cfg.steps), desc=f"train {name}", disable=not progress, mininterval=2)
     for step in bar:
         idx = rng.choice(indices, size=cfg.batch_size, replace=len(indices) < cfg.batch_size)
-        loss = step_loss(model, batch(pool, idx, rng, flip))
+        loss = step_loss(model, batch(pool, idx, rng, flip, native))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         history.append({"step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]})
         if step % 10 == 0:
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
     model.eval()
     log.info("%s: %d steps in %.1f s", name, cfg.steps, time.perf_counter() - t0)
     return history
@@ -214,7 +252,7 @@ def corr_step(model, b):
 
 
 @torch.no_grad()
-def evaluate_pool(model: nn.Module, kind: str, pool: Pool, indices: np.ndarray, size: int = 128, bs: int = 16) -> dict:
+def evaluate_pool(model: nn.Module, kind: str, pool: Pool, indices: np.ndarray, size: int = 128, bs: int = 16, native: bool = False) -> dict:
     """Held-out scores: classifier accuracy, or mean IoU / F1 at 0.5 for a segmenter."""
     from ..evaluate.metrics import mean_scores, pixel_scores
 
@@ -223,7 +261,7 @@ def evaluate_pool(model: nn.Module, kind: str, pool: Pool, indices: np.ndarray, 
     rows, correct, aligned_ok = [], 0, 0
     for s in range(0, len(indices), bs):
         idx = indices[s : s + bs]
-        b = batch(pool, idx, rng, flip=False)
+        b = batch(pool, idx, rng, flip=False, native=native)
         if kind == "classifier":
             f = torch.nn.functional.interpolate(b["forged"], size=(size, size), mode="area")
             a = torch.nn.functional.interpolate(b["authentic"], size=(size, size), mode="area")
@@ -280,9 +318,9 @@ def train_annotators(params: dict, out: str | Path, plots: str | Path, seed: int
     jobs = [
         ("classifier", lambda: PairClassifier(ClassifierConfig(size=int(params.get("classifier", {}).get("size", 128)), **enc)),
          None, tr, va, "classifier"),
-        ("dass", lambda: DASS(DASSConfig(size=pcfg.size, **enc)), dass_step, tr[cat[tr] == 0], va[cat[va] == 0], "dass"),
+        ("dass", lambda: DASS(DASSConfig(size=pcfg.size, max_side=pcfg.max_side, **enc)), dass_step, tr[cat[tr] == 0], va[cat[va] == 0], "dass"),
         ("corr", lambda: CorrDINO(CorrConfig(size=pcfg.size, **enc)), corr_step, tr[cat[tr] == 1], va[cat[va] == 1], "corr"),
-        ("unified", lambda: DASS(DASSConfig(size=pcfg.size, **enc)), dass_step, tr, va, "dass"),
+        ("unified", lambda: DASS(DASSConfig(size=pcfg.size, max_side=pcfg.max_side, **enc)), dass_step, tr, va, "dass"),
     ]
     for name, build, step, tr_i, va_i, kind in jobs:
         tcfg = _sub(TrainConfig, params.get(name))
@@ -291,12 +329,13 @@ def train_annotators(params: dict, out: str | Path, plots: str | Path, seed: int
         model = build()
         if name == "classifier":
             step = classifier_step(model.cfg.size)
-        hist = fit(model, step, pool, tr_i, tcfg, seed, name, flip=name != "classifier", progress=progress)
+        native = kind == "dass"
+        hist = fit(model, step, pool, tr_i, tcfg, seed, name, flip=name != "classifier", progress=progress, native=native)
         secs = time.perf_counter() - t1
-        m = evaluate_pool(model, kind, pool, va_i, size=getattr(model.cfg, "size", 128))
+        m = evaluate_pool(model, kind, pool, va_i, size=getattr(model.cfg, "size", 128), native=native)
         if name == "unified":  # the same held-out pairs, per category, for the comparison with CAAAv2
-            m = {"all": m, "spg": evaluate_pool(model, kind, pool, va_i[cat[va_i] == 0]),
-                 "sdg": evaluate_pool(model, kind, pool, va_i[cat[va_i] == 1])}
+            m = {"all": m, "spg": evaluate_pool(model, kind, pool, va_i[cat[va_i] == 0], native=True),
+                 "sdg": evaluate_pool(model, kind, pool, va_i[cat[va_i] == 1], native=True)}
         m.update({"train_seconds": round(secs, 1), "steps": tcfg.steps, "images_per_second": round(tcfg.steps * tcfg.batch_size / secs, 2),
                   "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad))})
         metrics[name] = m

@@ -1,0 +1,188 @@
+"""CAAAv2 networks, encoders, routing, checkpoints and the one-pair command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from webiml import io
+from webiml.caaa import models as M
+from webiml.caaa.annotate import PairInputs
+from webiml.caaa.annotator import CAAAnnotator
+from webiml.caaa.train import PoolConfig, TrainConfig, corners_in_forged, dass_step, fit, make_pool
+from webiml.models.checkpoint import load_checkpoint, save_checkpoint
+from webiml.models.encoders import create_encoder, encoder_stats, feature_channels
+from webiml.photos import load_photo, load_photos
+
+
+def test_offline_lite0_is_a_real_imagenet_model():
+    import cv2
+
+    m = create_encoder(features_only=False).eval()
+    mean, std = encoder_stats(m)
+    x = cv2.resize(load_photo("chelsea").rgb, (224, 224)).astype(np.float32) / 255
+    x = (torch.from_numpy(x).permute(2, 0, 1)[None] - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    with torch.no_grad():
+        top5 = m(x).topk(5).indices[0].tolist()
+    assert set(top5) & {281, 282, 283, 284, 285}, top5  # ImageNet's domestic-cat classes
+
+
+def test_encoder_channels_stem_and_weight_sources(tmp_path):
+    e9 = create_encoder(in_chans=9)
+    assert feature_channels(e9) == [16, 24, 40, 112, 320]
+    e3 = create_encoder()
+    w3, w9 = e3.conv_stem.weight, e9.conv_stem.weight
+    assert w9.shape[1] == 9 and torch.allclose(w9[:, :3] * 3, w3, atol=1e-6)  # repeated, rescaled RGB filters
+    torch.save(e3.state_dict(), tmp_path / "w.pth")
+    e_file = create_encoder(weights=str(tmp_path / "w.pth"))
+    assert torch.equal(e_file.conv_stem.weight, w3)
+    with pytest.raises(ValueError, match="offline"):
+        create_encoder("resnet18", weights="offline")
+    with pytest.raises(FileNotFoundError):
+        create_encoder(weights=str(tmp_path / "missing.pth"))
+    assert not torch.equal(create_encoder(weights="none").conv_stem.weight, w3)
+
+
+def test_dass_difference_is_float_not_wrapped_uint8():
+    a = np.full((8, 8, 3), 51, np.uint8)
+    f = np.full((8, 8, 3), 204, np.uint8)
+    x = M.DASS.inputs(M.to_tensor(a, 8)[None], M.to_tensor(f, 8)[None])
+    assert x.shape == (1, 9, 8, 8)
+    assert torch.allclose(x[:, 6:], torch.full((1, 3, 8, 8), 153 / 255))  # uint8 a - f would wrap to 103
+    assert (a - f)[0, 0, 0] == 103  # the trap the float difference avoids
+
+
+def test_model_shapes_and_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    d = M.DASS(M.DASSConfig(weights="none", size=64)).eval()
+    a, f = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    assert d(a, f).shape == (2, 1, 64, 64)
+    p = d.predict_tta(a, f)
+    assert p.shape == (2, 1, 64, 64) and 0 <= float(p.min()) and float(p.max()) <= 1
+    save_checkpoint(tmp_path / "d.pt", d, d.cfg, {"metrics": {"iou": 0.5}})
+    d2, extra = load_checkpoint(tmp_path / "d.pt")
+    assert extra["metrics"]["iou"] == 0.5 and isinstance(d2, M.DASS)
+    assert torch.allclose(d2(a, f), d(a, f), atol=1e-6)
+    c = M.CorrDINO(M.CorrConfig(weights="none", size=64)).train()
+    assert not c.encoder.training  # the prior-feature encoder stays frozen, BN included
+    assert all(not q.requires_grad for q in c.encoder.parameters())
+    assert c(f, a).shape == (2, 1, 64, 64)
+    k = M.PairClassifier(M.ClassifierConfig(weights="none", size=64))
+    out = k(f, a)
+    assert out["category"].shape == (2, 2) and out["box"].shape == (2, 8)
+
+
+def test_corners_in_forged():
+    assert np.allclose(corners_in_forged(np.eye(3), (100, 50), (100, 50)), [0, 0, 1, 0, 1, 1, 0, 1])
+    half = np.diag([0.5, 0.5, 1.0])
+    assert np.allclose(corners_in_forged(half, (101, 51), (101, 51)), [0, 0, 0.5, 0, 0.5, 0.5, 0, 0.5])
+
+
+def test_pool_labels_and_a_training_step_lowers_the_loss():
+    pool = make_pool(load_photos("train"), PoolConfig(n_pairs=12, size=64), seed=3, progress=False)
+    assert set(pool.category.tolist()) <= {0, 1} and pool.mask.shape == (12, 64, 64)
+    spg = np.flatnonzero(pool.category == 0)
+    assert len(spg) > 0 and (pool.box[spg] >= 0).all()
+    torch.manual_seed(0)
+    d = M.DASS(M.DASSConfig(weights="none", size=64))
+    hist = fit(d, dass_step, pool, spg, TrainConfig(steps=25, batch_size=4, lr=3e-3, warmup=2), seed=0, progress=False)
+    first, last = np.mean([h["loss"] for h in hist[:5]]), np.mean([h["loss"] for h in hist[-5:]])
+    assert np.isfinite(last) and last < first
+
+
+class _Const(torch.nn.Module):
+    def __init__(self, value: float, size: int = 32):
+        super().__init__()
+        self.value, self.cfg = value, type("C", (), {"size": size, "max_side": 64})()
+        self.calls = 0
+
+    def forward(self, x, y):
+        self.calls += 1
+        return torch.full((x.shape[0], 1, x.shape[2], x.shape[3]), float(np.log(self.value / (1 - self.value))))
+
+    def predict_tta(self, a, f):
+        return torch.sigmoid(self(a, f))
+
+
+class _Cls(torch.nn.Module):
+    def __init__(self, cats):
+        super().__init__()
+        self.cats, self.cfg = cats, type("C", (), {"size": 32})()
+
+    def forward(self, f, a):
+        logits = torch.tensor([[4.0, -4.0] if c == "spg" else [-4.0, 4.0] for c in self.cats])
+        return {"category": logits, "aligned": torch.zeros(len(self.cats), 2), "box": torch.zeros(len(self.cats), 8)}
+
+
+def test_routing_spg_to_dass_and_sdg_to_corr():
+    ann = object.__new__(CAAAnnotator)
+    ann.classifier, ann.dass, ann.corr, ann.route, ann.tta = _Cls(["spg", "sdg", "spg"]), _Const(0.9), _Const(0.2), "classifier", True
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    pairs = [PairInputs(str(i), rgb, np.zeros((30, 30, 3), np.uint8), None, None, "unregistered") for i in range(3)]
+    res = ann.annotate_batch(pairs)
+    assert [r.category for r in res] == ["spg", "sdg", "spg"]
+    assert [r.annotator for r in res] == ["dass", "corr", "dass"]
+    assert all(r.prob.shape == (40, 60) for r in res)
+    assert np.allclose(res[0].prob, 0.9, atol=1e-4) and np.allclose(res[1].prob, 0.2, atol=1e-4)
+    assert ann.dass.calls == 2 and ann.corr.calls == 1  # DASS per image at its own scale, Corr batched
+    assert res[0].category_prob > 0.99
+
+
+def test_auto_route_trusts_a_decisive_registration():
+    ann = object.__new__(CAAAnnotator)
+    ann.classifier, ann.dass, ann.corr, ann.tta = _Cls(["sdg", "spg", "sdg"]), _Const(0.9), _Const(0.2), False
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    statuses = ["registered", "unregistered", "no-shared-content"]
+    pairs = [PairInputs(str(i), rgb, rgb, rgb if s == "registered" else None, None, s) for i, s in enumerate(statuses)]
+    ann.route = "auto"
+    assert [c[0] for c in ann.classify(pairs)] == ["spg", "sdg", "sdg"]  # the last one: the classifier's call
+    ann.route = "classifier"
+    assert [c[0] for c in ann.classify(pairs)] == ["sdg", "spg", "sdg"]
+    ann.route = "registration"
+    assert [c[0] for c in ann.classify(pairs)] == ["spg", "sdg", "sdg"]
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    for name, model in (("classifier", M.PairClassifier(M.ClassifierConfig(weights="none", size=64))),
+                        ("dass", M.DASS(M.DASSConfig(weights="none", size=64))),
+                        ("corr", M.CorrDINO(M.CorrConfig(weights="none", size=64)))):
+        save_checkpoint(d / f"{name}.pt", model, model.cfg)  # random weights: plumbing only
+    return d
+
+
+def test_annotate_pair_on_mismatched_sizes(tmp_path, tiny_models, capsys):
+    import cv2
+
+    from webiml.cli import main
+
+    photo = load_photo("coffee").rgb
+    forged = photo[20:380, 40:560].copy()
+    forged[100:160, 200:300] = (255, 0, 0)
+    authentic = cv2.resize(photo, (450, 300), interpolation=cv2.INTER_AREA)  # another size and frame
+    io.write_image(tmp_path / "f.jpg", forged, jpeg_quality=90)
+    io.write_image(tmp_path / "a.jpg", authentic, jpeg_quality=70)
+    rc = main(["annotate-pair", str(tmp_path / "f.jpg"), str(tmp_path / "a.jpg"), "-o", str(tmp_path / "m.png"),
+               "--models", str(tiny_models), "--json"])
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"category", "aligned", "qes", "kept", "mask"} <= set(r)
+    assert r["registration"] == "registered" and r["category"] in ("spg", "sdg")
+    mask, _ = io.read_image(tmp_path / "m.png")
+    assert mask.shape[:2] == forged.shape[:2]
+    assert 0.0 <= r["qes"] <= 1.0 and r["kept"] == (r["qes"] > 0.5)
+
+
+def test_annotate_pair_without_models_says_which_stage(tmp_path, capsys):
+    from webiml.cli import main
+
+    io.write_image(tmp_path / "f.png", load_photo("coffee").rgb)
+    rc = main(["annotate-pair", str(tmp_path / "f.png"), str(tmp_path / "f.png"), "-o", str(tmp_path / "m.png"),
+               "--models", str(tmp_path / "nope")])
+    assert rc == 2
+    assert "train_annotators" in capsys.readouterr().err
