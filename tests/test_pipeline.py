@@ -84,6 +84,16 @@ def test_smoke_dag(tmp_path):
     assert (ws / "data/collect/pairs.jsonl").exists() and (ws / "data/audit/audit.jsonl").exists()
     executed = json.loads((ws / "reports/notebooks/01_collect.ipynb").read_text())
     assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code")
+    for name in ("classifier", "dass", "corr", "unified"):
+        assert (ws / "models/annotators" / f"{name}.pt").stat().st_size > 100_000
+    ann = [json.loads(l) for l in (ws / "data/annotations/caaa/annotations.jsonl").read_text().splitlines()]
+    assert len(ann) == metrics["n_accepted"] and all(0.0 <= a["qes"] <= 1.0 for a in ann)
+    filt = json.loads((ws / "reports/metrics/filter.json").read_text())
+    assert filt["dataset"]["n"] == len(ann)
+    assert filt["dataset"]["kept"] + filt["dataset"]["dropped"] == len(ann)
+    index = json.loads((ws / "data/dataset/index.json").read_text())
+    assert len(index) == filt["dataset"]["kept"]
+    assert {"caaa", "unified", "naive"} <= set(filt["quality"])
     print(f"smoke DAG: {time.perf_counter() - t0:.1f} s")
 
     t1 = time.perf_counter()
@@ -92,7 +102,14 @@ def test_smoke_dag(tmp_path):
     assert time.perf_counter() - t1 < 5.0
 
     params = load_params(ws / "params.yaml")
-    params["collect"]["n_examples"] = 2
+    params["collect"]["n_examples"] = 2  # a figure setting: the pair corpus itself does not change
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = _dvc(ws, "repro")
     assert "Running stage 'collect'" in changed.stdout
+    assert "Running stage 'annotate'" not in changed.stdout and "Running stage 'filter'" not in changed.stdout
+
+    params["filter"]["qes_threshold"] = 0.3
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    changed = _dvc(ws, "repro")
+    assert "Running stage 'filter'" in changed.stdout
+    assert not any(f"Running stage '{s}'" in changed.stdout for s in ("collect", "train_annotators", "annotate"))
