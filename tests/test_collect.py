@@ -527,3 +527,18 @@ def test_colliding_ids_do_not_corrupt_accepted_pairs(tmp_path, rgb):
     records = io.read_pairs(tmp_path / "out")
     assert [io.sha256_file(tmp_path / "out" / r.forged) for r in records] == [r.forged_sha256 for r in records]
     assert len({r.id for r in records}) == 3
+
+
+def test_keep_unmatched_keeps_pairs_without_shared_content(tmp_path):
+    from webiml.collect import CollectConfig, collect, pairs_csv_candidates
+    from webiml.photos import load_photo
+
+    io.write_image(tmp_path / "f.png", load_photo("coffee").rgb)
+    io.write_image(tmp_path / "a.png", load_photo("astronaut").rgb)
+    (tmp_path / "p.csv").write_text("f.png,a.png\n")
+    strict = collect(pairs_csv_candidates(tmp_path / "p.csv"), tmp_path / "strict", CollectConfig(workers=1), progress=False)
+    assert strict["rejected_by_reason"] == {"no-shared-content": 1}
+    kept = collect(pairs_csv_candidates(tmp_path / "p.csv"), tmp_path / "kept", CollectConfig(workers=1, keep_unmatched=True), progress=False)
+    assert kept["n_accepted"] == 1 and kept["registration"] == {"no-shared-content": 1}
+    rec = io.read_pairs(tmp_path / "kept")[0]
+    assert rec.authentic_registered is None and rec.transform is None

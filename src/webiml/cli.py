@@ -24,6 +24,7 @@ def _collect(args: argparse.Namespace) -> int:
         register=RegisterConfig(),
         synthetic=WebPairConfig(),
         photo_dir=args.photo_dir,
+        keep_unmatched=args.keep_unmatched,
     )
     cands = candidates_from(
         sources, n_pairs=args.n_pairs, csv=args.csv, root=args.root, miml_root=args.root,
@@ -118,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--phash-distance", type=int, default=4, help="forged images this close are duplicates (bits)")
     c.add_argument("--timeout", type=float, default=15.0, help="url-manifest: seconds per request")
     c.add_argument("--retries", type=int, default=3, help="url-manifest: retries on transient errors")
+    c.add_argument("--keep-unmatched", action="store_true",
+                   help="keep pairs without feature evidence of shared content (when you trust the pairing)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing collection in OUT")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_collect)
