@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from webiml import io
-from webiml.caaa.qes import QES_HIGH, QES_LOW, keep, qes, read_soft_mask
+from webiml.caaa.qes import QES_HIGH, QES_LOW, keep, qes
+from webiml.io import read_soft_mask
 
 
 def test_constants():

@@ -70,7 +70,7 @@ def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, mo
         registered, overlap = warp_to(a, reg.matrix, (f.shape[1], f.shape[0]))
     res = CAAAnnotator(models).annotate_batch([PairInputs("pair", f, a, registered, overlap, reg.status)])[0]
     io.write_soft_mask(out, res.prob)
-    q = qes(io.read_image(out)[0][..., 0])  # QES of the mask as written (0–255), as the dataset build sees it
+    q = qes(io.read_soft_mask(out))  # QES of the mask as written (0–255), as the dataset build sees it
     return {"category": res.category, "category_prob": round(res.category_prob, 4), "aligned": res.aligned,
             "annotator": res.annotator, "registration": reg.status, "qes": round(q, 4), "kept": keep(q, threshold),
             "mask": str(out), "size": [f.shape[1], f.shape[0]]}

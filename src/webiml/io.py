@@ -233,6 +233,30 @@ def write_soft_mask(path: str | os.PathLike, prob: np.ndarray) -> None:
     write_image(path, (p * 255.0 + 0.5).astype(np.uint8))
 
 
+def read_soft_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read an 8-bit grey soft mask PNG as a uint8 ``HxW`` array (value/255 = probability).
+
+    Raises :class:`Rejected` (``missing-file``, ``not-an-image``, ``corrupt``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Rejected("missing-file", "mask file does not exist", path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "L":
+                return np.asarray(img).copy()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.asarray(img, dtype=np.float64)
+                a = a / 65535.0 * 255.0 if a.max() > 255 else a
+                return np.clip(a + 0.5, 0, 255).astype(np.uint8)
+            return np.asarray(img.convert("L")).copy()
+    except UnidentifiedImageError:
+        raise Rejected("not-an-image", "mask is not an image", path) from None
+    except OSError as e:
+        raise Rejected("corrupt", str(e), path) from None
+
+
 def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """Read a mask as bool ``HxW``: a pixel is set when its channel mean is > 127.5.
 

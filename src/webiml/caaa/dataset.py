@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from .. import io
-from .qes import DEFAULT_THRESHOLD, qes, read_soft_mask
+from ..io import read_soft_mask
+from .qes import DEFAULT_THRESHOLD, qes
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,8 @@ An annotation is kept iff QES > 0.5; an all-zero mask has QES 0 and is dropped.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from .. import io
 
 QES_HIGH = 15 / 16
 QES_LOW = 1 / 16
@@ -44,27 +39,3 @@ def qes(prob: np.ndarray, eps: float = 1e-6) -> float:
 def keep(q: float, threshold: float = DEFAULT_THRESHOLD) -> bool:
     """Whether an annotation with QES ``q`` is kept (strictly greater than ``threshold``)."""
     return bool(q > threshold)
-
-
-def read_soft_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read an 8-bit grey soft mask PNG as a uint8 ``HxW`` array (value/255 = probability).
-
-    Raises :class:`webiml.io.Rejected` (``missing-file``, ``not-an-image``, ``corrupt``).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise io.Rejected("missing-file", "mask file does not exist", path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode == "L":
-                return np.asarray(img).copy()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                a = np.asarray(img, dtype=np.float64)
-                a = a / 65535.0 * 255.0 if a.max() > 255 else a
-                return np.clip(a + 0.5, 0, 255).astype(np.uint8)
-            return np.asarray(img.convert("L")).copy()
-    except UnidentifiedImageError:
-        raise io.Rejected("not-an-image", "mask is not an image", path) from None
-    except OSError as e:
-        raise io.Rejected("corrupt", str(e), path) from None

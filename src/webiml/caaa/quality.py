@@ -23,7 +23,8 @@ from PIL import Image  # noqa: E402
 
 from .. import io  # noqa: E402
 from ..evaluate.metrics import pixel_scores  # noqa: E402
-from .qes import DEFAULT_THRESHOLD, qes, read_soft_mask  # noqa: E402
+from ..io import read_soft_mask  # noqa: E402
+from .qes import DEFAULT_THRESHOLD, qes  # noqa: E402
 
 log = logging.getLogger(__name__)
 
