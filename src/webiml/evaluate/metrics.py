@@ -1,4 +1,5 @@
-"""Per-image pixel metrics for manipulation localization.
+"""Metrics for manipulation localization: per-image pixel scores, image-level detection scores,
+the inflated variants some papers report, and :class:`BenchmarkAccumulator` that combines them.
 
 Conventions (DESIGN §2): the prediction is binarised at ``threshold`` (default 0.5, strict ``>``),
 F1 and IoU are computed per image and averaged over *tampered images only*. A ratio whose
@@ -70,3 +71,140 @@ def pixel_auc(prob: np.ndarray, truth: np.ndarray) -> float:
     if t.all() or not t.any():
         return math.nan
     return float(roc_auc_score(t, np.asarray(prob, dtype=np.float64).ravel()))
+
+
+# --------------------------------------------------------------------------- image level
+
+
+def image_scores(scores: Iterable[float], labels: Iterable[bool], threshold: float = 0.5) -> dict[str, float]:
+    """Image-level detection metrics over all images: ROC AUC of ``scores`` (NaN when ``labels``
+    hold one class only), accuracy and F1 of ``score > threshold`` (positive = tampered), counts."""
+    from sklearn.metrics import roc_auc_score
+
+    s = np.asarray(list(scores), dtype=np.float64).ravel()
+    y = np.asarray(list(labels)).astype(bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"{s.size} scores but {y.size} labels")
+    if not np.isfinite(s).all():
+        raise ValueError("image scores must be finite")
+    n_tampered = int(y.sum())
+    pred = s > threshold
+    tp = int(np.count_nonzero(pred & y))
+    return {
+        "image_auc": float(roc_auc_score(y, s)) if 0 < n_tampered < y.size else math.nan,
+        "image_acc": float(np.mean(pred == y)) if y.size else math.nan,
+        "image_f1": _ratio(2 * tp, int(pred.sum()) + n_tampered),
+        "n_images": int(y.size),
+        "n_tampered": n_tampered,
+        "n_authentic": int(y.size) - n_tampered,
+    }
+
+
+# -------------------------------------------------------------- inflated pixel variants
+
+
+def inverted_f1(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> float:
+    """max(F1 of the binarised map, F1 of its complement), as in CAT-Net/TruFor evaluation code.
+
+    **Inflates scores**: it forgives a model that marks the authentic part instead of the edit.
+    Report it separately from :func:`pixel_scores`' F1 and label it.
+    """
+    p = _binary(prob, threshold)
+    return max(pixel_scores(p, truth)["f1"], pixel_scores(~p, truth)["f1"])
+
+
+def best_threshold_f1(prob: np.ndarray, truth: np.ndarray) -> float:
+    """The image's best F1 over every threshold (prediction = ``prob >= t``), computed exactly.
+
+    **Inflates scores**: the threshold is tuned on the truth of each image (an oracle). Report it
+    separately and label it. 0 when the truth is empty.
+    """
+    _check_shapes(prob, truth)
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+        raise ValueError("prob must be probabilities in [0, 1]")
+    t = np.asarray(truth).astype(bool, copy=False).ravel()
+    n_pos = int(t.sum())
+    if n_pos == 0:
+        return 0.0
+    order = np.argsort(-p, kind="stable")
+    p, tp = p[order], np.cumsum(t[order])
+    last = np.r_[p[1:] != p[:-1], True]  # the last pixel of each run of equal values = one threshold
+    k = np.flatnonzero(last) + 1  # pixels predicted positive at that threshold
+    return float(np.max(2.0 * tp[last] / (k + n_pos)))
+
+
+# ----------------------------------------------------------------------- the benchmark
+
+
+INFLATED = ("pixel_f1_inverted", "pixel_f1_best_threshold")
+
+
+class BenchmarkAccumulator:
+    """Collects per-image scalars of a benchmark run and summarises them (DESIGN §2 conventions).
+
+    Pixel metrics (threshold ``threshold``, per image) are averaged over tampered images only;
+    image-level AUC/accuracy/F1 use every image. A truth that is ``None`` or all zero is an
+    authentic image (all-zero truths are also counted in ``n_empty_truth``). Only scalars are kept,
+    so memory does not grow with image size.
+    """
+
+    def __init__(self, threshold: float = 0.5):
+        self.threshold = threshold
+        self._rows: list[dict] = []
+        self.n_empty_truth = 0
+
+    def add(
+        self, prob: np.ndarray, truth: np.ndarray | None, score: float | None = None, name: str | None = None
+    ) -> dict:
+        """Score one image: ``prob`` HxW in [0, 1], ``truth`` HxW bool (``None`` = authentic),
+        ``score`` the image-level score (default: the maximum of ``prob``). Returns its row."""
+        prob = np.asarray(prob)
+        if prob.ndim != 2:
+            raise ValueError(f"prob must be a 2-D map, got shape {prob.shape}")
+        if prob.size and (np.nanmin(prob) < 0 or np.nanmax(prob) > 1):
+            raise ValueError("prob must be probabilities in [0, 1]")
+        if truth is not None:
+            _check_shapes(prob, truth)
+            truth = np.asarray(truth).astype(bool, copy=False)
+            if not truth.any():
+                self.n_empty_truth += 1
+                truth = None
+        score = float(prob.max()) if score is None else float(score)
+        row: dict = {"name": name if name is not None else f"#{len(self._rows)}", "tampered": truth is not None,
+                     "score": score}
+        if truth is None:
+            row.update(f1=None, iou=None)
+        else:
+            s = pixel_scores(prob, truth, self.threshold)
+            row.update(s)
+            row["auc"] = pixel_auc(prob, truth)
+            row["f1_inverted"] = inverted_f1(prob, truth, self.threshold)
+            row["f1_best_threshold"] = best_threshold_f1(prob, truth)
+        self._rows.append(row)
+        return row
+
+    def rows(self) -> list[dict]:
+        """Per-image rows (name, tampered, score, and f1/iou/... for tampered images; ``None`` else)."""
+        return [dict(r) for r in self._rows]
+
+    def summary(self) -> dict:
+        """Pixel metrics averaged over tampered images, image-level metrics over all images.
+
+        ``pixel_f1_inverted`` and ``pixel_f1_best_threshold`` inflate scores; they are listed
+        under ``inflated`` and must be reported apart from ``pixel_f1``.
+        """
+        tampered = [r for r in self._rows if r["tampered"]]
+
+        def mean(key: str) -> float:
+            vals = [r[key] for r in tampered if not math.isnan(r[key])]
+            return float(np.mean(vals)) if vals else math.nan
+
+        out: dict = {f"pixel_{k}": mean(k) for k in (*KEYS, "auc")}
+        out.update(image_scores([r["score"] for r in self._rows], [r["tampered"] for r in self._rows]))
+        out["n_empty_truth"] = self.n_empty_truth
+        out["pixel_f1_inverted"] = mean("f1_inverted")
+        out["pixel_f1_best_threshold"] = mean("f1_best_threshold")
+        out["threshold"] = self.threshold
+        out["inflated"] = list(INFLATED)
+        return out
