@@ -1,0 +1,171 @@
+"""Box-prompted teachers: turn coarse boxes into pseudo-masks for the BoxPromptIML student.
+
+Every teacher is a callable ``teacher(rgb, boxes) -> float32 (H, W) soft mask in [0, 1]``: the
+union (pixel-wise max) of one mask per box. ``rgb`` is uint8 (H, W, 3); boxes follow
+:mod:`webiml.boxes` (partly outside boxes are clipped, empty ones dropped, with warnings).
+
+- :class:`BoxTeacher`: the filled boxes (the lower bound).
+- :class:`GrabCutTeacher`: OpenCV GrabCut initialised with each box (the offline default).
+- :class:`SamTeacher`: Segment Anything prompted with each box. SAM weights are not shipped: it
+  needs a user-supplied checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from .. import boxes as B
+from ..evaluate.metrics import mean_scores, pixel_scores
+
+Teacher = Callable[[np.ndarray, list[B.Box]], np.ndarray]
+SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
+SAM_URL = "https://github.com/facebookresearch/segment-anything#model-checkpoints"
+
+
+def _prepare(rgb: np.ndarray, boxes: Iterable[Sequence[float]]) -> tuple[np.ndarray, list[B.Box]]:
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"teacher input must be uint8 (H, W, 3) RGB, got {rgb.dtype} {rgb.shape}")
+    return rgb, B.check_boxes(boxes, (rgb.shape[1], rgb.shape[0]), on_bad="clip")
+
+
+class BoxTeacher:
+    """The filled boxes."""
+
+    name = "box"
+
+    def __call__(self, rgb: np.ndarray, boxes: Iterable[Sequence[float]]) -> np.ndarray:
+        rgb, bx = _prepare(rgb, boxes)
+        return B.boxes_to_mask(bx, (rgb.shape[1], rgb.shape[0])).astype(np.float32)
+
+
+class GrabCutTeacher:
+    """GrabCut (``GC_INIT_WITH_RECT``) inside each box, on a crop around it: the box plus
+    ``context`` of its size on each side supplies the background model. Crops whose long side
+    exceeds ``max_side`` are downscaled, and the mask upsampled back (bilinear, hence soft edges).
+    A box GrabCut cannot use (fewer than ``min_side`` pixels across, or no background around it,
+    e.g. covering the whole image) falls back to the filled box. OpenCV's RNG (GrabCut's k-means
+    initialisation) is reseeded with ``seed`` before each box, so masks do not depend on call history."""
+
+    name = "grabcut"
+
+    def __init__(self, iterations: int = 5, max_side: int = 512, context: float = 0.5, min_side: int = 4, seed: int = 0):
+        if iterations < 1 or max_side < 16 or context <= 0:
+            raise ValueError(f"GrabCutTeacher needs iterations >= 1, max_side >= 16, context > 0; got {iterations}, {max_side}, {context}")
+        self.iterations, self.max_side, self.context, self.min_side, self.seed = iterations, max_side, context, min_side, seed
+
+    def __call__(self, rgb: np.ndarray, boxes: Iterable[Sequence[float]]) -> np.ndarray:
+        rgb, bx = _prepare(rgb, boxes)
+        out = np.zeros(rgb.shape[:2], np.float32)
+        for box in bx:
+            np.maximum(out, self._one(rgb, box), out=out)
+        return out
+
+    def _one(self, rgb: np.ndarray, box: B.Box) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        full = B.boxes_to_mask([box], (w, h)).astype(np.float32)
+        x0, y0, x1, y1 = box
+        mx, my = self.context * (x1 - x0), self.context * (y1 - y0)
+        cx0, cy0 = max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my)))
+        cx1, cy1 = min(w, int(np.ceil(x1 + mx))), min(h, int(np.ceil(y1 + my)))
+        crop = rgb[cy0:cy1, cx0:cx1]
+        s = min(1.0, self.max_side / max(crop.shape[:2]))
+        if s < 1.0:
+            crop = cv2.resize(crop, (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s))), interpolation=cv2.INTER_AREA)
+        ch, cw = crop.shape[:2]
+        rx0, ry0 = int(round((x0 - cx0) * s)), int(round((y0 - cy0) * s))
+        rx1, ry1 = min(cw, int(round((x1 - cx0) * s))), min(ch, int(round((y1 - cy0) * s)))
+        if rx1 - rx0 < self.min_side or ry1 - ry0 < self.min_side or (rx0 == 0 and ry0 == 0 and rx1 == cw and ry1 == ch):
+            return full
+        gc = np.zeros((ch, cw), np.uint8)
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(self.seed)
+        try:
+            cv2.grabCut(np.ascontiguousarray(crop), gc, (rx0, ry0, rx1 - rx0, ry1 - ry0), bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
+        except cv2.error:  # e.g. too few pixels for the colour models
+            return full
+        fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.float32)
+        if not fg.any():
+            return full  # GrabCut gave up on the object: the box is a better guess than nothing
+        if s < 1.0:
+            fg = cv2.resize(fg, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR)
+        out = np.zeros((h, w), np.float32)
+        out[cy0:cy1, cx0:cx1] = fg
+        return np.clip(out, 0.0, 1.0) * full  # nothing outside the box
+
+
+class SamTeacher:
+    """Segment Anything prompted with each box (``multimask_output=True``; the candidate with the
+    highest predicted IoU is kept, as a sigmoid of its logits). The image is encoded once per call.
+
+    ``checkpoint`` is a SAM state dict (``sam_vit_b_01ec64.pth`` etc.) matching ``model_type``.
+    """
+
+    name = "sam"
+
+    def __init__(self, checkpoint: str | Path | None, model_type: str = "vit_b", device: str = "cpu"):
+        if model_type not in SAM_MODEL_TYPES:
+            raise ValueError(f"unknown SAM model_type {model_type!r}; use one of {', '.join(SAM_MODEL_TYPES)}")
+        if checkpoint is None or not Path(checkpoint).is_file():
+            raise FileNotFoundError(
+                f"SAM checkpoint not found: {checkpoint}. SAM weights are not shipped with webiml (no network "
+                f"here); download the {model_type} checkpoint from {SAM_URL}, put it e.g. under models/sam/, and "
+                "pass its path (train_boxprompt.sam_checkpoint in params.yaml), or use the 'grabcut' teacher."
+            )
+        from segment_anything import SamPredictor, sam_model_registry
+
+        sam = sam_model_registry[model_type](checkpoint=str(checkpoint))
+        self.predictor = SamPredictor(sam.to(device).eval())
+        self.checkpoint, self.model_type = Path(checkpoint), model_type
+
+    def __call__(self, rgb: np.ndarray, boxes: Iterable[Sequence[float]]) -> np.ndarray:
+        import torch
+
+        rgb, bx = _prepare(rgb, boxes)
+        out = np.zeros(rgb.shape[:2], np.float32)
+        if not bx:
+            return out
+        with torch.no_grad():
+            self.predictor.set_image(rgb, image_format="RGB")
+            for box in bx:
+                logits, iou, _ = self.predictor.predict(box=np.asarray(box, np.float32), multimask_output=True, return_logits=True)
+                best = logits[int(np.argmax(iou))].astype(np.float32)
+                np.maximum(out, 1.0 / (1.0 + np.exp(-np.clip(best, -50, 50))), out=out)
+        self.predictor.reset_image()
+        return out
+
+
+TEACHERS = {"box": BoxTeacher, "grabcut": GrabCutTeacher, "sam": SamTeacher}
+
+
+def make_teacher(name: str, **kw) -> BoxTeacher | GrabCutTeacher | SamTeacher:
+    """A teacher by name (``box``, ``grabcut`` or ``sam``); ``kw`` go to its constructor."""
+    if name not in TEACHERS:
+        raise ValueError(f"unknown teacher {name!r}; choose one of {', '.join(TEACHERS)}")
+    return TEACHERS[name](**kw)
+
+
+def teacher_quality(
+    teacher: Teacher,
+    samples: Iterable[tuple[np.ndarray, np.ndarray]],
+    rng: np.random.Generator | int = 0,
+    looseness: tuple[float, float] = (0.0, 0.15),
+    jitter: float = 0.05,
+) -> dict[str, float]:
+    """Mean pixel IoU/F1/precision/recall (``n`` images) of the teacher's pseudo-masks (> 0.5)
+    against the truth, with boxes simulated from the truth by :func:`webiml.boxes.boxes_from_mask`.
+    ``samples`` are ``(rgb, truth)`` pairs; images with an empty truth (or no box) are skipped."""
+    rng = np.random.default_rng(rng) if isinstance(rng, int) else rng
+    scores = []
+    for rgb, truth in samples:
+        t = np.asarray(truth) > 0.5
+        if not t.any():
+            continue
+        bx = B.boxes_from_mask(t, rng, looseness=looseness, jitter=jitter)
+        if bx:
+            scores.append(pixel_scores(teacher(rgb, bx) > 0.5, t))
+    return mean_scores(scores)
