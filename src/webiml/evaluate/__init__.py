@@ -1,5 +1,22 @@
-"""Evaluation: pixel-level localization metrics under the field's conventions."""
+"""Evaluation: localization and detection metrics under the field's conventions, benchmark dataset
+preparers (:mod:`.prepare`) and robustness perturbations (:mod:`.robustness`)."""
 
-from .metrics import mean_scores, pixel_auc, pixel_scores
+from .metrics import (
+    BenchmarkAccumulator,
+    best_threshold_f1,
+    image_scores,
+    inverted_f1,
+    mean_scores,
+    pixel_auc,
+    pixel_scores,
+)
 
-__all__ = ["mean_scores", "pixel_auc", "pixel_scores"]
+__all__ = [
+    "BenchmarkAccumulator",
+    "best_threshold_f1",
+    "image_scores",
+    "inverted_f1",
+    "mean_scores",
+    "pixel_auc",
+    "pixel_scores",
+]
