@@ -1,0 +1,206 @@
+"""The training data of Web-IML: a mixture of sources with repeat factors.
+
+- ``handcrafted``: synthetic forgeries with exact truth (``synth.make_web_pair`` on the ``train``
+  photos: in-place SPG edits and SDG pastes, each with web degradations), the stand-in for the
+  public hand-crafted training sets;
+- ``web``: the auto-annotated web dataset written by the filter stage (a BenCo index);
+- ``jitter``: Object Jitter samples (``synth.object_jitter``) on instance masks from COCO, the
+  offline photos' own instances or object-like synthetic masks;
+- ``authentic``: crops of the ``train`` photos with empty masks.
+
+Generated sources are made once, seeded, and held in memory (a few hundred images at mini size);
+the web source is read from disk on demand.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from . import io, synth
+from .train import Mixture
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("handcrafted", "web", "jitter", "authentic")
+
+
+@dataclass(frozen=True)
+class MixtureConfig:
+    handcrafted: int = 300  # synthetic forgeries with truth
+    jitter: int = 150  # Object Jitter samples
+    authentic: int = 80  # authentic crops, empty masks
+    repeat: dict = field(default_factory=lambda: {"handcrafted": 1.0, "web": 2.0, "jitter": 1.0, "authentic": 1.0})
+    base_side: tuple[int, int] = (320, 512)  # long side of generated images
+    instances: tuple[str, ...] = ("photos", "synthetic")  # Object Jitter instance sources
+    coco_annotations: str | None = None  # instances: coco -> a COCO instances JSON ...
+    coco_images: str | None = None  # ... and its image folder
+    photo_dir: str | None = None  # a folder of the user's own photos instead of the bundled `train` split
+
+
+class ListSource:
+    """Samples held in memory."""
+
+    def __init__(self, items: Sequence[tuple[np.ndarray, np.ndarray]]):
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.items[i]
+
+
+class IndexSource:
+    """Image/mask pairs of a BenCo index (or ``Tp/``+``Gt/`` folder), read on demand.
+
+    Opening checks every entry's header (readable image, mask of the same size) without decoding;
+    entries that fail are left out with their reason in ``rejected``. An image that fails to decode
+    later (e.g. truncated data) is also recorded there and replaced by the next entry.
+    ``"Negative"`` entries get an empty mask.
+    """
+
+    def __init__(self, index: str | Path):
+        from PIL import Image
+
+        self.entries: list[tuple[Path, Path | None]] = []
+        self.rejected: list[dict] = []
+        for img, mask in io.read_index(index):
+            try:
+                with Image.open(img) as im:
+                    size = im.size
+                if mask is not None:
+                    with Image.open(mask) as m:
+                        if m.size != size:
+                            raise ValueError(f"mask size {m.size} != image size {size}")
+            except (OSError, ValueError) as e:
+                self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": str(e)})
+                continue
+            self.entries.append((img, mask))
+        self._get = functools.lru_cache(maxsize=512)(self._read)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        for k in range(len(self.entries)):
+            img, mask = self.entries[(i + k) % len(self.entries)]
+            try:
+                rgb, _ = io.read_image(img)
+                target = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0])) if mask is not None else np.zeros(rgb.shape[:2], bool)
+                return rgb, target.astype(np.float32)
+            except (io.Rejected, ValueError, OSError) as e:
+                self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": getattr(e, "reason", str(e))})
+                log.warning("training image left out: %s (%s)", img, e)
+        raise ValueError("no entry of the index can be read")
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._get(i)
+
+
+def handcrafted_samples(photos: Sequence, n: int, rng: np.random.Generator, base_side=(320, 512)) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` synthetic forgeries (forged image, truth) from ``photos`` with web degradations."""
+    cfg = synth.WebPairConfig(base_side=tuple(base_side))
+    out = []
+    for _ in range(n):
+        pair = synth.make_web_pair(rng, photos, cfg)
+        out.append((synth.decode(pair.forged_bytes), pair.mask.astype(np.float32)))
+    return out
+
+
+def authentic_samples(photos: Sequence, n: int, rng: np.random.Generator, base_side=(320, 512)) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for _ in range(n):
+        base, _ = synth.random_base(photos[int(rng.integers(len(photos)))].rgb, rng, tuple(base_side))
+        if rng.random() < 0.7:  # authentic images on the web are JPEGs too
+            base = synth.decode(synth.encode(base, "jpeg", int(rng.integers(70, 96))))
+        out.append((base, np.zeros(base.shape[:2], np.float32)))
+    return out
+
+
+def _fit_side(rgb: np.ndarray, masks: Sequence[np.ndarray], long_side: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    h, w = rgb.shape[:2]
+    s = long_side / max(h, w)
+    if abs(s - 1) < 1e-3:
+        return rgb, list(masks)
+    size = (max(8, round(w * s)), max(8, round(h * s)))
+    rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return rgb, [cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool) for m in masks]
+
+
+def instance_images(cfg: MixtureConfig, photos: Sequence, rng: np.random.Generator, rejected: list | None = None) -> list:
+    """The images with instance masks that Object Jitter draws from, per ``cfg.instances``."""
+    from . import instances as inst
+
+    out = []
+    for kind in cfg.instances:
+        if kind == "coco":
+            if not cfg.coco_annotations:
+                raise ValueError("mixture.instances lists 'coco' but coco_annotations is not set")
+            out.extend(inst.coco_instances(cfg.coco_annotations, cfg.coco_images or Path(cfg.coco_annotations).parent, rejected=rejected))
+        elif kind == "photos":
+            out.extend(inst.photo_instances("train") if cfg.photo_dir is None else [])
+        elif kind == "synthetic":
+            out.extend(inst.synthetic_instances(photos, rng))
+        else:
+            raise ValueError(f"unknown instance source {kind!r}; expected coco, photos or synthetic")
+    return out
+
+
+def jitter_samples(images: Sequence, n: int, rng: np.random.Generator, base_side=(320, 512), max_tries: int = 20) -> tuple[list, dict]:
+    """``n`` Object Jitter samples; returns them and the count of rejected draws per reason."""
+    out, reasons = [], {}
+    if not images:
+        return out, {"no-instance-images": 1}
+    tries = 0
+    while len(out) < n and tries < n * max_tries:
+        tries += 1
+        item = images[int(rng.integers(len(images)))]
+        rgb, masks = _fit_side(item.rgb, item.masks, int(rng.integers(base_side[0], base_side[1] + 1)))
+        try:
+            j = synth.object_jitter(rgb, masks, rng)
+        except synth.JitterRejected as e:
+            reasons[e.reason] = reasons.get(e.reason, 0) + 1
+            continue
+        out.append((j.image, j.mask.astype(np.float32)))
+    return out, reasons
+
+
+def build_mixture(
+    cfg: MixtureConfig,
+    seed: int,
+    web_index: str | Path | None = None,
+    use_jitter: bool = True,
+) -> tuple[Mixture, dict]:
+    """The training mixture and a report (per-source counts and rejections)."""
+    from .photos import load_photos
+
+    rng = np.random.default_rng(seed)
+    photos = load_photos("train", folder=cfg.photo_dir)
+    sources: dict = {}
+    report: dict = {"sources": {}}
+    sources["handcrafted"] = ListSource(handcrafted_samples(photos, cfg.handcrafted, rng, cfg.base_side))
+    if web_index is not None:
+        web = IndexSource(web_index)
+        sources["web"] = web
+        report["web_rejected"] = web.rejected
+        if not len(web):
+            log.warning("web dataset %s is empty", web_index)
+    if use_jitter and cfg.jitter:
+        rejected: list = []
+        images = instance_images(cfg, photos, rng, rejected)
+        samples, reasons = jitter_samples(images, cfg.jitter, rng, cfg.base_side)
+        sources["jitter"] = ListSource(samples)
+        report["jitter_rejected"] = reasons
+        report["instance_images"] = len(images)
+        report["instance_rejected"] = rejected
+    sources["authentic"] = ListSource(authentic_samples(photos, cfg.authentic, rng, cfg.base_side))
+    mixture = Mixture(sources, dict(cfg.repeat))
+    report["sources"] = mixture.describe()
+    return mixture, report

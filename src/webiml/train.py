@@ -1,0 +1,462 @@
+"""The training loop shared by the Web-IML models and the BoxPromptIML students.
+
+A model here is any ``nn.Module`` whose ``forward(x)`` takes RGB floats in [0, 1] ``(B,3,H,W)`` and
+returns a dict with ``"logits"``, and whose ``loss(out, target)`` returns ``(total, {name: float})``.
+Training draws samples from a :class:`Mixture` (named sources with repeat factors), takes random
+square crops with flips, and optimises with AdamW under a linear warm-up then poly schedule.
+
+Single process or ``torchrun`` (DDP: gloo on CPU, NCCL on GPU): every rank draws the same global
+batch from the same seeded generator and trains on its own slice of it, so the data a run sees
+does not depend on the number of processes. ``last.pt`` (model, optimiser, step, generator state,
+history) is written every ``checkpoint_every`` steps and a rerun resumes from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import io
+from .models.checkpoint import save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 8  # the global batch, split across DDP ranks
+    size: int = 256  # square training crop
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup: int = 20
+    poly_power: float = 0.9
+    checkpoint_every: int = 50
+    threads: int = 2
+    seed: int = 0
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based): linear warm-up, then poly decay."""
+    if cfg.warmup and step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    span = max(1, cfg.steps - cfg.warmup)
+    return max(0.0, 1.0 - (step - cfg.warmup) / span) ** cfg.poly_power
+
+
+# ------------------------------------------------------------------------------- data
+
+
+class Source(Protocol):
+    """A sequence of training samples: ``source[i] -> (rgb uint8 HxWx3, target float32 HxW in [0,1])``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class Mixture:
+    """Named sources drawn with repeat factors: an item of a source with factor r is drawn r times as
+    often as an item of a source with factor 1. Empty sources and factor-0 sources are left out."""
+
+    def __init__(self, sources: dict[str, Source], repeat: dict[str, float] | None = None):
+        repeat = repeat or {}
+        self.sources = {k: s for k, s in sources.items() if len(s) and repeat.get(k, 1.0) > 0}
+        if not self.sources:
+            raise ValueError(f"training mixture is empty (sources: { {k: len(s) for k, s in sources.items()} })")
+        self.names = list(self.sources)
+        sizes = np.array([len(self.sources[k]) for k in self.names], dtype=np.float64)
+        factors = np.array([repeat.get(k, 1.0) for k in self.names], dtype=np.float64)
+        mass = sizes * factors
+        self.p_source = mass / mass.sum()
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources.values())
+
+    def describe(self) -> dict[str, dict[str, float]]:
+        return {k: {"n": len(self.sources[k]), "share": round(float(p), 4)} for k, p in zip(self.names, self.p_source)}
+
+    def draw(self, rng: np.random.Generator, n: int) -> list[tuple[str, int]]:
+        src = rng.choice(len(self.names), size=n, p=self.p_source)
+        return [(self.names[s], int(rng.integers(len(self.sources[self.names[s]])))) for s in src]
+
+    def get(self, pick: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        return self.sources[pick[0]][pick[1]]
+
+
+def random_crop(rgb: np.ndarray, target: np.ndarray, size: int, rng: np.random.Generator, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size``² crop at the image's own scale (upscaled first when a side is shorter), flipped with p=0.5."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < size:
+        s = size / min(h, w)
+        nw, nh = max(size, round(w * s)), max(size, round(h * s))
+        rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        target = cv2.resize(target.astype(np.float32), (nw, nh), interpolation=cv2.INTER_LINEAR)
+        h, w = nh, nw
+    y0 = int(rng.integers(0, h - size + 1))
+    x0 = int(rng.integers(0, w - size + 1))
+    rgb, target = rgb[y0 : y0 + size, x0 : x0 + size], target[y0 : y0 + size, x0 : x0 + size]
+    if flip and rng.random() < 0.5:
+        rgb, target = rgb[:, ::-1], target[:, ::-1]
+    return rgb, target
+
+
+def make_batch(mixture: Mixture, picks: Sequence[tuple[str, int]], size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for pick in picks:
+        rgb, target = mixture.get(pick)
+        rgb, target = random_crop(rgb, target.astype(np.float32), size, rng)
+        xs.append(np.ascontiguousarray(rgb))
+        ys.append(np.ascontiguousarray(target))
+    x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div_(255.0)
+    y = torch.from_numpy(np.stack(ys)).unsqueeze(1).float()
+    return x, y
+
+
+# ------------------------------------------------------------------------ distributed
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Join the ``torchrun`` process group when launched by it (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _state_path(out: Path) -> Path:
+    return out / "last.pt"
+
+
+def write_history(path: str | Path, history: list[dict]) -> None:
+    """Training curve as CSV (a DVC plot): one row per logged step."""
+    if not history:
+        return
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with io.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+
+
+def fit(
+    model: nn.Module,
+    mixture: Mixture,
+    cfg: TrainConfig,
+    out: str | Path,
+    model_config: Any,
+    extra: dict | None = None,
+    target_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    loss_fn: Callable[[nn.Module, dict, torch.Tensor], tuple[torch.Tensor, dict]] | None = None,
+    progress: bool = True,
+    log_every: int = 5,
+    stop_after: int | None = None,
+) -> dict:
+    """Train ``model`` on ``mixture``; write ``out/model.pt`` (checkpoint with ``model_config``) and
+    ``out/history.csv``; return a summary. Resumes from ``out/last.pt`` when it exists.
+
+    ``target_fn(x, y)`` may transform targets per batch (e.g. binarise teacher masks);
+    ``loss_fn(model, out, y)`` replaces ``model.loss(out, y)`` (e.g. image-level supervision).
+    ``stop_after`` ends the run early after that many steps *of this call* (to test resumption).
+    """
+    from tqdm import tqdm
+
+    dist = init_distributed()
+    torch.set_num_threads(cfg.threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.batch_size % dist.world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {dist.world} processes")
+    per_rank = cfg.batch_size // dist.world
+
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    rng = np.random.default_rng(cfg.seed)
+    step, history, seconds = 0, [], 0.0
+    state_file = _state_path(out)
+    if state_file.is_file():
+        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        if state.get("config") != dataclasses.asdict(cfg):
+            raise ValueError(f"{state_file}: saved by a run with other settings; delete it to start afresh")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        step, history, seconds = state["step"], state["history"], state["seconds"]
+        if dist.main:
+            log.info("resuming %s at step %d", out, step)
+
+    net: nn.Module = model
+    if dist.world > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", disable=not (progress and dist.main), unit="step")
+    done_here = 0
+    while step < cfg.steps and (stop_after is None or done_here < stop_after):
+        t0 = time.perf_counter()
+        picks = mixture.draw(rng, cfg.batch_size)
+        x, y = make_batch(mixture, picks, cfg.size, rng)
+        x, y = x[dist.rank * per_rank : (dist.rank + 1) * per_rank], y[dist.rank * per_rank : (dist.rank + 1) * per_rank]
+        if target_fn is not None:
+            y = target_fn(x, y)
+        outputs = net(x)
+        loss, parts = loss_fn(model, outputs, y) if loss_fn is not None else model.loss(outputs, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        done_here += 1
+        seconds += time.perf_counter() - t0
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss is {loss_value} at step {step}")
+        if step % log_every == 0 or step == cfg.steps:
+            row = {"step": step, "loss": round(loss_value, 5), "lr": round(sched.get_last_lr()[0], 8)}
+            row.update({k: round(float(v), 5) for k, v in parts.items()})
+            history.append(row)
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+        bar.update(1)
+        if dist.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            with io.atomic_path(state_file) as tmp:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                            "rng": rng.bit_generator.state, "step": step, "history": history, "seconds": seconds,
+                            "config": dataclasses.asdict(cfg)}, tmp)
+    bar.close()
+    model.eval()
+    summary = {
+        "steps": step,
+        "finished": step >= cfg.steps,
+        "seconds": round(seconds, 2),
+        "images_per_second": round(step * cfg.batch_size / seconds, 3) if seconds else None,
+        "processes": dist.world,
+        "final_loss": history[-1]["loss"] if history else None,
+        "mixture": mixture.describe(),
+        "train": dataclasses.asdict(cfg),
+    }
+    if dist.main and step >= cfg.steps:
+        save_checkpoint(out / "model.pt", model, model_config, extra={**(extra or {}), "input_size": cfg.size, "training": summary})
+        write_history(out / "history.csv", history)
+        io.write_json(out / "train.json", summary)
+        state_file.unlink(missing_ok=True)  # finished: the optimiser state is not an artifact
+    return summary
+
+
+# ------------------------------------------------------------------------------ Web-IML
+
+
+def _dataclass_kwargs(cls, d: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} settings: {sorted(unknown)}; known: {sorted(names)}")
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+
+
+@dataclass
+class WebIMLRun:
+    """Everything one Web-IML training run needs (see :func:`prepare_webiml`)."""
+
+    variant: str
+    seed: int
+    model: nn.Module
+    model_config: Any
+    train_config: TrainConfig
+    mixture: Mixture
+    report: dict
+    web: str | None
+
+
+def prepare_webiml(
+    variant: str,
+    params: dict,
+    seed: int,
+    web_dataset: str | Path | None,
+    web_all_dataset: str | Path | None = None,
+    data_seed: int = 0,
+) -> WebIMLRun:
+    """Model, settings and training mixture of one Web-IML ablation variant with one seed.
+
+    ``params`` is the ``train_webiml`` section (``model``, ``train``, ``mixture``); variants are
+    ``models.registry.WEBIML_VARIANTS``. The generated training data depend on ``data_seed`` only,
+    so seeds differ in initialisation and sampling order. ``web_dataset`` is the QES-filtered web
+    dataset, ``web_all_dataset`` the unfiltered one (used by ``webiml-noqes``).
+    """
+    from .mixture import MixtureConfig, build_mixture
+    from .models.registry import WEBIML_VARIANTS
+    from .models.webiml import WebIML, WebIMLConfig
+
+    if variant not in WEBIML_VARIANTS:
+        raise KeyError(f"unknown Web-IML variant {variant!r}; known: {', '.join(WEBIML_VARIANTS)}")
+    spec = WEBIML_VARIANTS[variant]
+    tcfg = TrainConfig(**_dataclass_kwargs(TrainConfig, {**params.get("train", {}), "seed": seed}))
+    mcfg = WebIMLConfig(**_dataclass_kwargs(WebIMLConfig, {**params.get("model", {}), **spec.get("model", {}), "input_size": tcfg.size}))
+    web_kind = spec.get("web", "qes")
+    web = {"none": None, "all": web_all_dataset, "qes": web_dataset}[web_kind]
+    if web_kind != "none":
+        if web is None:
+            raise ValueError(f"variant {variant} needs the {'unfiltered' if web_kind == 'all' else 'QES-filtered'} web dataset")
+        if not Path(web).exists():
+            raise FileNotFoundError(f"web dataset {web} not found: run `dvc repro filter` first")
+    mixture, report = build_mixture(MixtureConfig(**_dataclass_kwargs(MixtureConfig, params.get("mixture", {}))),
+                                    seed=data_seed, web_index=web, use_jitter=spec.get("jitter", True))
+    torch.manual_seed(seed)
+    model = WebIML(mcfg)
+    return WebIMLRun(variant, seed, model, mcfg, tcfg, mixture, report, str(web) if web else None)
+
+
+def train_webiml(run: WebIMLRun, out: str | Path, progress: bool = True) -> dict:
+    """Train a prepared run into ``out`` (``model.pt``, ``history.csv``, ``train.json``)."""
+    summary = fit(run.model, run.mixture, run.train_config, out, run.model_config, progress=progress,
+                  extra={"variant": run.variant, "seed": run.seed, "web": run.web, "mixture": run.report})
+    summary.update({"variant": run.variant, "seed": run.seed, "web": run.web})
+    return summary
+
+
+# -------------------------------------------------------------------------- BoxPromptIML
+
+#: how each student is supervised: name -> (target kind, student config overrides)
+STUDENTS: dict[str, tuple[str, dict]] = {
+    "boxprompt": ("teacher", {}),
+    "boxprompt-nomemory": ("teacher", {"memory": False}),
+    "boxprompt-full": ("truth", {}),
+    "boxprompt-box": ("box", {}),
+    "boxprompt-image": ("image", {}),
+}
+
+
+def image_level_loss(model: nn.Module, out: dict, y: torch.Tensor, r: float = 4.0) -> tuple[torch.Tensor, dict]:
+    """CAM-style weak supervision: BCE between the log-sum-exp pooled map and the image label
+    (tampered iff the target has any positive pixel). The map itself is never supervised."""
+    logits = out["logits"].flatten(1)
+    pooled = (torch.logsumexp(r * logits, dim=1) - math.log(logits.shape[1])) / r
+    label = (y.flatten(1).amax(1) > 0.5).float()
+    loss = nn.functional.binary_cross_entropy_with_logits(pooled, label)
+    return loss, {"image_bce": loss.item()}
+
+
+@dataclass
+class BoxPromptData:
+    """The students' training pool: images, truth, simulated boxes and every kind of target."""
+
+    images: list[np.ndarray]
+    truth: list[np.ndarray]
+    boxes: list[list[tuple[float, float, float, float]]]
+    targets: dict[str, list[np.ndarray]]  # kind (teacher, truth, box, image) -> per-image float masks
+    report: dict
+
+
+def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = True) -> BoxPromptData:
+    """Forgeries with truth from the ``train`` photos (plus authentic crops), one simulated box per
+    connected truth region, and the teacher's pseudo-masks from those boxes.
+
+    ``params`` is the ``train_boxprompt`` section. The teacher's pseudo-mask quality (IoU/F1 against
+    truth, tampered images only) is in ``report["teacher"]``; the box lower bound in ``report["box"]``.
+    """
+    from tqdm import tqdm
+
+    from . import boxes as B
+    from .evaluate.metrics import mean_scores, pixel_scores
+    from .mixture import authentic_samples, handcrafted_samples
+    from .models.teachers import make_teacher
+    from .photos import load_photos
+
+    d = params.get("data", {})
+    rng = np.random.default_rng(data_seed)
+    photos = load_photos("train")
+    side = tuple(d.get("base_side", (320, 512)))
+    samples = handcrafted_samples(photos, int(d.get("handcrafted", 300)), rng, side)
+    samples += authentic_samples(photos, int(d.get("authentic", 80)), rng, side)
+    kind = params.get("teacher", "grabcut")
+    kw = {"checkpoint": params.get("sam_checkpoint"), "model_type": params.get("sam_model_type", "vit_b")} if kind == "sam" else {}
+    teacher = make_teacher(kind, **kw)
+    bcfg = params.get("boxes", {})
+    images, truth, all_boxes = [], [], []
+    targets: dict[str, list] = {"teacher": [], "truth": [], "box": [], "image": []}
+    scores: dict[str, list] = {"teacher": [], "box": []}
+    t0 = time.perf_counter()
+    for rgb, mask in tqdm(samples, desc=f"{kind} pseudo-masks", disable=not progress, unit="img"):
+        m = mask > 0.5
+        bx = B.boxes_from_mask(m, rng, looseness=tuple(bcfg.get("looseness", (0.0, 0.15))), jitter=float(bcfg.get("jitter", 0.05))) if m.any() else []
+        filled = B.boxes_to_mask(bx, (rgb.shape[1], rgb.shape[0])).astype(np.float32) if bx else np.zeros(m.shape, np.float32)
+        pseudo = teacher(rgb, bx).astype(np.float32) if bx else np.zeros(m.shape, np.float32)
+        images.append(rgb)
+        truth.append(m)
+        all_boxes.append(bx)
+        targets["teacher"].append(pseudo)
+        targets["truth"].append(m.astype(np.float32))
+        targets["box"].append(filled)
+        targets["image"].append(m.astype(np.float32))  # only its image-level label is used
+        if m.any():
+            scores["teacher"].append(pixel_scores(pseudo > 0.5, m))
+            scores["box"].append(pixel_scores(filled > 0.5, m))
+    report = {
+        "n_images": len(images),
+        "n_tampered": int(sum(t.any() for t in truth)),
+        "n_boxes": int(sum(len(b) for b in all_boxes)),
+        "teacher_name": kind,
+        "teacher": mean_scores(scores["teacher"]),
+        "box": mean_scores(scores["box"]),
+        "teacher_seconds": round(time.perf_counter() - t0, 2),
+    }
+    return BoxPromptData(images, truth, all_boxes, targets, report)
+
+
+def train_student(
+    name: str,
+    data: BoxPromptData,
+    params: dict,
+    seed: int,
+    out: str | Path,
+    progress: bool = True,
+) -> dict:
+    """Train one BoxPromptIML student (see :data:`STUDENTS`) into ``out``."""
+    from .mixture import ListSource
+    from .models.boxprompt import BoxPromptConfig, BoxPromptStudent
+
+    if name not in STUDENTS:
+        raise KeyError(f"unknown student {name!r}; known: {', '.join(STUDENTS)}")
+    kind, overrides = STUDENTS[name]
+    tcfg = TrainConfig(**_dataclass_kwargs(TrainConfig, {**params.get("train", {}), "seed": seed}))
+    mcfg = BoxPromptConfig(**_dataclass_kwargs(BoxPromptConfig, {**params.get("model", {}), **overrides, "input_size": tcfg.size}))
+    mixture = Mixture({kind: ListSource(list(zip(data.images, data.targets[kind])))})
+    torch.manual_seed(seed)
+    model = BoxPromptStudent(mcfg)
+    soft = bool(getattr(mcfg, "soft_labels", False))
+    target_fn = None if soft or kind == "image" else (lambda x, y: (y > 0.5).float())
+    loss_fn = image_level_loss if kind == "image" else None
+    extra = {"student": name, "supervision": kind, "seed": seed, "teacher": data.report.get("teacher_name")}
+    if getattr(model, "resize_to", None):
+        extra["resize_to"] = model.resize_to
+    summary = fit(model, mixture, tcfg, out, mcfg, extra=extra, target_fn=target_fn, loss_fn=loss_fn, progress=progress)
+    summary.update({"student": name, "supervision": kind, "parameters": sum(p.numel() for p in model.parameters())})
+    return summary

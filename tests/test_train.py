@@ -1,0 +1,142 @@
+"""The shared training loop: schedule, mixture, crops, resumption, and DDP equal to one process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from webiml.train import Mixture, TrainConfig, fit, lr_factor, make_batch, random_crop
+
+
+@dataclass
+class TinyConfig:
+    width: int = 4
+
+
+class TinyNet(nn.Module):
+    """No batch-dependent layers, so DDP over a split batch equals one process on the whole batch."""
+
+    def __init__(self, cfg: TinyConfig = TinyConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.body = nn.Sequential(nn.Conv2d(3, cfg.width, 3, padding=1), nn.ReLU(), nn.Conv2d(cfg.width, 1, 3, padding=1))
+
+    def forward(self, x):
+        return {"logits": self.body(x)}
+
+    def loss(self, out, y):
+        loss = nn.functional.binary_cross_entropy_with_logits(out["logits"], y)
+        return loss, {"bce": loss.item()}
+
+
+def _items(n: int, seed: int = 0, side: int = 40):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        img = rng.integers(0, 255, (side, side + 8, 3), dtype=np.uint8)
+        m = np.zeros((side, side + 8), np.float32)
+        m[5:20, 10:30] = 1
+        img[5:20, 10:30] = 255
+        out.append((img, m))
+    return out
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    cfg = TrainConfig(steps=100, warmup=10, poly_power=1.0)
+    f = [lr_factor(s, cfg) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0) and all(a >= b for a, b in zip(f[10:], f[11:]))
+    assert lr_factor(100, cfg) == pytest.approx(0.0)
+
+
+def test_mixture_repeat_factors_set_the_draw_shares():
+    mix = Mixture({"a": _items(10), "b": _items(30), "empty": []}, {"a": 3.0, "b": 1.0})
+    assert mix.names == ["a", "b"]  # empty sources are left out
+    picks = mix.draw(np.random.default_rng(0), 20000)
+    share_a = sum(p[0] == "a" for p in picks) / len(picks)
+    assert share_a == pytest.approx(0.5, abs=0.02)  # 10 items x 3 vs 30 items x 1
+    assert Mixture({"a": _items(2), "b": _items(2)}, {"b": 0}).names == ["a"]
+    with pytest.raises(ValueError, match="empty"):
+        Mixture({"a": []})
+
+
+def test_random_crop_keeps_scale_upscales_small_and_aligns_target():
+    rng = np.random.default_rng(1)
+    img = np.zeros((300, 400, 3), np.uint8)
+    t = np.zeros((300, 400), np.float32)
+    img[100:200, 100:200] = 255
+    t[100:200, 100:200] = 1
+    for _ in range(20):
+        ci, ct = random_crop(img, t, 128, rng)
+        assert ci.shape == (128, 128, 3) and ct.shape == (128, 128)
+        np.testing.assert_array_equal(ci[..., 0] > 127, ct > 0.5)
+    ci, ct = random_crop(img[:50, :80], t[:50, :80], 64, rng)  # upscaled to a 64-pixel short side
+    assert ci.shape == (64, 64, 3)
+    x, y = make_batch(Mixture({"a": _items(3)}), [("a", 0), ("a", 2)], 32, rng)
+    assert x.shape == (2, 3, 32, 32) and y.shape == (2, 1, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
+
+
+def test_fit_learns_writes_artifacts_and_resumes_identically(tmp_path):
+    mix = Mixture({"a": _items(6)})
+    cfg = TrainConfig(steps=12, batch_size=4, size=32, lr=0.01, warmup=2, checkpoint_every=4, threads=1)
+    torch.manual_seed(0)
+    full = TinyNet()
+    s = fit(full, mix, cfg, tmp_path / "full", TinyConfig(), progress=False, log_every=1)
+    assert s["finished"] and s["steps"] == 12 and s["images_per_second"] > 0
+    assert (tmp_path / "full" / "model.pt").is_file() and not (tmp_path / "full" / "last.pt").exists()
+    hist = (tmp_path / "full" / "history.csv").read_text().splitlines()
+    assert hist[0].startswith("step,loss,lr") and len(hist) == 13
+    first, last = float(hist[1].split(",")[1]), float(hist[-1].split(",")[1])
+    assert last < first
+
+    torch.manual_seed(0)
+    part = TinyNet()
+    s1 = fit(part, mix, cfg, tmp_path / "part", TinyConfig(), progress=False, log_every=1, stop_after=5)
+    assert not s1["finished"] and (tmp_path / "part" / "last.pt").is_file() and not (tmp_path / "part" / "model.pt").exists()
+    torch.manual_seed(123)  # a fresh process would start from other weights: resumption must restore them
+    resumed = TinyNet()
+    s2 = fit(resumed, mix, cfg, tmp_path / "part", TinyConfig(), progress=False, log_every=1)
+    assert s2["finished"]
+    # the interrupted run checkpointed at step 4 and redid step 5: same data, same result
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+    other = TrainConfig(**{**cfg.__dict__, "lr": 0.5})
+    fit(TinyNet(), mix, cfg, tmp_path / "other", TinyConfig(), progress=False, stop_after=4)
+    with pytest.raises(ValueError, match="other settings"):
+        fit(TinyNet(), mix, other, tmp_path / "other", TinyConfig(), progress=False)
+
+
+_DDP_SCRIPT = textwrap.dedent('''
+    import sys, torch
+    sys.path.insert(0, {tests!r})
+    from test_train import TinyNet, TinyConfig, _items
+    from webiml.train import Mixture, TrainConfig, fit
+    torch.manual_seed(0)
+    model = TinyNet()
+    cfg = TrainConfig(steps=6, batch_size=4, size=32, lr=0.01, warmup=1, checkpoint_every=100, threads=1)
+    fit(model, Mixture({{"a": _items(6)}}), cfg, sys.argv[1], TinyConfig(), progress=False)
+''')
+
+
+def test_ddp_on_two_cpu_processes_equals_one_process(tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(_DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), str(tmp_path / "single")], check=True, env=env, timeout=120)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+                    str(script), str(tmp_path / "ddp")], check=True, env=env, timeout=180, capture_output=True)
+    single = torch.load(tmp_path / "single" / "model.pt", weights_only=False)
+    ddp = torch.load(tmp_path / "ddp" / "model.pt", weights_only=False)
+    assert ddp["extra"]["training"]["processes"] == 2 and single["extra"]["training"]["processes"] == 1
+    for k, v in single["state_dict"].items():
+        torch.testing.assert_close(ddp["state_dict"][k], v, rtol=1e-4, atol=1e-5)
