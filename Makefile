@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: env repro smoke paper test unit lab bench clean-runs
+.PHONY: env repro smoke paper ablations test unit lab bench clean-runs
 
 env: $(STAMP)
 
@@ -32,6 +32,10 @@ paper: env            ## the whole DAG at paper size (GPUs), in runs/paper
 	python -m webiml.stage workspace paper runs/paper
 	cd runs/paper && dvc repro
 
+ablations: env        ## every Web-IML ablation variant x 2 seeds at mini size, in runs/ablations
+	python -m webiml.stage workspace ablations runs/ablations
+	cd runs/ablations && dvc repro
+
 test: env             ## unit tests, notebooks and the smoke DAG
 	python -m pytest -q
 
@@ -42,6 +46,8 @@ bench: env            ## speed and memory benchmarks (numbers for the README)
 	python benchmarks/bench_collect.py
 	python benchmarks/bench_register.py
 	python benchmarks/bench_annotate.py
+	python benchmarks/bench_webiml_infer.py
+	python benchmarks/bench_boxprompt.py
 
 lab: env              ## JupyterLab on the notebooks
 	jupyter lab notebooks/

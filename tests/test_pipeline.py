@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from webiml.stage import STAGES, load_params, make_workspace, overlay, stage_parameters
+from webiml.stage import IMPORTS, STAGES, load_params, make_workspace, overlay, stage_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,9 +44,15 @@ def test_every_stage_lists_exactly_its_params_and_notebook():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert set(dvc) == set(STAGES)
     for name, stage in dvc.items():
-        assert stage["cmd"] == f"python -m webiml.stage {name}"
+        assert stage["cmd"].startswith(f"python -m webiml.stage {name}")
         assert f"notebooks/{STAGES[name]}.ipynb" in stage["deps"]
-        assert sorted(stage["params"]) == sorted(["seed", name])
+        if "matrix" in stage:  # the variant list is not a param of each item: adding one re-runs nothing else
+            assert stage["params"] == ["seed", f"{name}.model", f"{name}.train", f"{name}.mixture"]
+            for key in stage["matrix"]:
+                assert f"--set {key}=${{item.{key}}}" in stage["cmd"]
+        else:
+            imports = [v for v in IMPORTS.get(name, {}).values()]
+            assert sorted(stage["params"]) == sorted(["seed", name, *imports])
 
 
 def test_overlay_and_stage_parameters():
@@ -94,6 +100,20 @@ def test_smoke_dag(tmp_path):
     index = json.loads((ws / "data/dataset/index.json").read_text())
     assert len(index) == filt["dataset"]["kept"]
     assert {"caaa", "unified", "naive"} <= set(filt["quality"])
+    noqes = json.loads((ws / "data/dataset_noqes/index.json").read_text())
+    assert len(noqes) == len(ann)  # without QES every readable annotation is kept
+    # Web-IML variants, the students and the benchmark
+    for v in params_variants(ws):
+        assert (ws / "models/webiml" / v / "seed0/model.pt").is_file()
+        assert (ws / "reports/plots/train_webiml" / f"{v}-0.csv").is_file()
+    bp = json.loads((ws / "reports/metrics/train_boxprompt.json").read_text())
+    assert set(bp["students"]) == set(load_params(ws / "params.yaml")["train_boxprompt"]["students"])
+    assert 0.0 <= bp["pseudo_masks"]["teacher"]["iou"] <= 1.0
+    bench = json.loads((ws / "reports/metrics/benchmark.json").read_text())
+    assert set(bench["synthetic"]) == {*params_variants(ws), *bp["students"]}
+    assert all(0.0 <= m["pixel_f1"] <= 1.0 for m in bench["synthetic"].values())
+    assert (ws / "reports/benchmark/synthetic.md").read_text().count("| webiml") >= 2
+    assert (ws / "reports/figures/benchmark/robustness.png").stat().st_size > 10_000
     print(f"smoke DAG: {time.perf_counter() - t0:.1f} s")
 
     t1 = time.perf_counter()
@@ -112,4 +132,8 @@ def test_smoke_dag(tmp_path):
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = _dvc(ws, "repro")
     assert "Running stage 'filter'" in changed.stdout
-    assert not any(f"Running stage '{s}'" in changed.stdout for s in ("collect", "train_annotators", "annotate"))
+    assert not any(f"Running stage '{s}'" in changed.stdout for s in ("collect", "train_annotators", "annotate", "train_boxprompt"))
+
+
+def params_variants(ws: Path) -> list[str]:
+    return load_params(ws / "params.yaml")["train_webiml"]["variants"]

@@ -98,6 +98,91 @@ def _build_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from .models.registry import list_models
+
+    rows = list_models(args.root)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    w = max(len(r["name"]) for r in rows)
+    for r in rows:
+        state = f"trained ({r['path']}" + (f", seeds {r['seeds']}" if r["seeds"] and len(r["seeds"]) > 1 else "") + ")" if r["trained"] else f"not trained: dvc repro {r['stage']}"
+        print(f"{r['name']:<{w}}  {r['what']}\n{'':<{w}}  {state}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .infer import load_model, predict_files
+
+    torch.set_num_threads(args.threads)
+    lm = load_model(args.model, args.root)
+    r = predict_files(lm, args.images, args.out, max_side=args.max_side, max_pixels=args.max_pixels, progress=not args.quiet)
+    print(json.dumps(r, indent=1))
+    return 0 if r["n_predicted"] or not r["n_rejected"] else 1
+
+
+def _parse_named(specs: list[str]) -> dict[str, str]:
+    out = {}
+    for s in specs:
+        name, sep, path = s.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--dataset expects NAME=INDEX (a BenCo JSON, a Tp/+Gt/ folder or a NoSo folder), got {s!r}")
+        out[name] = path
+    return out
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import io
+    from .evaluate import benchmark as B
+    from .infer import load_model
+
+    torch.set_num_threads(args.threads)
+    datasets = _parse_named(args.dataset)
+    lm = load_model(args.model, args.root)
+    robust = {k: v for k, v in B.PERTURBATIONS.items()} if args.robustness else {}
+    res = B.run_benchmark({lm.name: lm}, datasets, robustness=robust, robustness_models=[lm.name] if robust else [],
+                          robustness_datasets=list(datasets) if robust else [], progress=not args.quiet)
+    out = {"model": lm.name, "checkpoint": str(lm.path),
+           "datasets": {ds: per_model[lm.name] for ds, per_model in res["datasets"].items()}}
+    if robust:
+        out["robustness"] = {ds: per_model[lm.name] for ds, per_model in res["robustness"].items()}
+    io.write_json(args.out, out)
+    for ds, s in out["datasets"].items():
+        print(f"{ds}: pixel F1 {s['pixel_f1']:.3f}  IoU {s['pixel_iou']:.3f}  image AUC {s['image_auc']:.3f}  "
+              f"({s['n_tampered']} tampered of {s['n_images']})")
+    print(f"written: {args.out}")
+    return 0
+
+
+def _prepare_dataset(args: argparse.Namespace) -> int:
+    from .evaluate.prepare import prepare_dataset
+
+    r = prepare_dataset(args.name, args.raw_dir, args.out, include_authentic=not args.no_authentic)
+    print(json.dumps({k: v for k, v in r.items() if not isinstance(v, list)}, indent=1))
+    print(f"index: {Path(args.out) / 'index.json'}")
+    return 0
+
+
+def _train_webiml(args: argparse.Namespace) -> int:
+    from .stage import load_params
+    from .train import init_distributed, prepare_webiml, train_webiml
+
+    params = load_params(args.params)
+    section = params["train_webiml"]
+    dist = init_distributed()
+    run = prepare_webiml(args.variant, section, args.train_seed, web_dataset=args.web_dataset,
+                         web_all_dataset=args.web_all_dataset, data_seed=params.get("seed", 0))
+    summary = train_webiml(run, args.out, progress=not args.quiet)
+    if dist.main:
+        print(json.dumps({k: summary[k] for k in ("variant", "seed", "steps", "seconds", "images_per_second", "processes", "final_loss")}, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="webiml", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -153,6 +238,50 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--pairs", help="the collect folder (default: from the annotations' meta.json)")
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=_build_dataset)
+
+    m = sub.add_parser("models", help="the models the pipeline trains, by name, and whether they are trained")
+    m.add_argument("--root", default=".", help="the pipeline folder (where models/ is)")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=_models)
+
+    pr = sub.add_parser("predict", help="localize edits: a soft mask PNG and an overlay per image")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--model", default="webiml", help="a model name (see `webiml models`) or a checkpoint path")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--root", default=".", help="the pipeline folder (where models/ is)")
+    pr.add_argument("--max-side", type=int, default=1024, help="larger images are downscaled for the model")
+    pr.add_argument("--max-pixels", type=int, default=64_000_000, help="larger images are rejected (too-large)")
+    pr.add_argument("--threads", type=int, default=2)
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=_predict)
+
+    be = sub.add_parser("benchmark", help="pixel and image metrics of one model on datasets (field conventions)")
+    be.add_argument("--model", required=True, help="a model name (see `webiml models`) or a checkpoint path")
+    be.add_argument("--dataset", action="append", required=True, metavar="NAME=INDEX",
+                    help="a BenCo JSON index, a Tp/+Gt/ folder or a NoSo folder; repeat for several")
+    be.add_argument("--out", required=True, help="JSON: per dataset pixel_f1, pixel_iou and the other metrics")
+    be.add_argument("--robustness", action="store_true", help="also under JPEG, resizing, blur and noise")
+    be.add_argument("--root", default=".")
+    be.add_argument("--threads", type=int, default=2)
+    be.add_argument("--quiet", action="store_true")
+    be.set_defaults(func=_benchmark)
+
+    pd = sub.add_parser("prepare-dataset", help="turn a benchmark's raw download into a BenCo index with normalised masks")
+    pd.add_argument("name", help="casiav1, casiav2, columbia, coverage, nist16, imd2020, dso1, korus, cocoglide")
+    pd.add_argument("raw_dir")
+    pd.add_argument("--out", required=True)
+    pd.add_argument("--no-authentic", action="store_true", help="leave authentic images out of the index")
+    pd.set_defaults(func=_prepare_dataset)
+
+    tw = sub.add_parser("train-webiml", help="train one Web-IML variant (single process, or under torchrun for DDP)")
+    tw.add_argument("--variant", default="webiml")
+    tw.add_argument("--train-seed", type=int, default=0)
+    tw.add_argument("--out", required=True)
+    tw.add_argument("--params", default="params.yaml", help="reads its train_webiml section and seed")
+    tw.add_argument("--web-dataset", default="data/dataset/index.json")
+    tw.add_argument("--web-all-dataset", default="data/dataset_noqes/index.json")
+    tw.add_argument("--quiet", action="store_true")
+    tw.set_defaults(func=_train_webiml)
     return p
 
 
@@ -161,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, io_rejected()) as e:
-        print(f"webiml {args.command}: error: {e}", file=sys.stderr)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, io_rejected()) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"webiml {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

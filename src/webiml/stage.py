@@ -22,9 +22,24 @@ from typing import Any
 
 import yaml
 
-STAGES = {"collect": "01_collect", "train_annotators": "02_train_annotators", "annotate": "03_annotate", "filter": "04_filter"}
+STAGES = {
+    "collect": "01_collect",
+    "train_annotators": "02_train_annotators",
+    "annotate": "03_annotate",
+    "filter": "04_filter",
+    "train_webiml": "05_train_webiml",
+    "train_boxprompt": "06_train_boxprompt",
+    "benchmark": "07_benchmark",
+}
 GLOBAL_KEYS = ("seed",)
-PATH_KEYS = ("csv", "root", "miml_root", "noso_root", "manifest", "photo_dir", "check_noso", "check_web_pairs")
+PATH_KEYS = ("csv", "root", "miml_root", "noso_root", "manifest", "photo_dir", "check_noso", "check_web_pairs",
+             "coco_annotations", "coco_images", "boxes")
+PATH_DICT_KEYS = ("datasets",)  # {name: path} mappings
+#: keys a stage reads from other sections: {stage: {notebook parameter: "section.key"}}
+IMPORTS = {
+    "benchmark": {"webiml_variants": "train_webiml.variants", "webiml_seeds": "train_webiml.seeds",
+                  "boxprompt_students": "train_boxprompt.students"},
+}
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:
@@ -45,19 +60,28 @@ def stage_parameters(params: dict, stage: str) -> dict:
         raise KeyError(f"params.yaml has no section {stage!r}")
     p = dict(params[stage])
     p.update({k: params[k] for k in GLOBAL_KEYS if k in params})
+    for name, dotted in IMPORTS.get(stage, {}).items():
+        section, _, key = dotted.partition(".")
+        if key in params.get(section, {}):
+            p[name] = params[section][key]
     return p
 
 
-def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True) -> Path:
-    """Execute the stage's notebook with its parameters; return the executed notebook's path."""
+def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True, extra: dict | None = None, tag: str | None = None) -> Path:
+    """Execute the stage's notebook with its parameters; return the executed notebook's path.
+
+    ``extra`` adds notebook parameters (a DVC ``matrix`` item, e.g. ``variant``); ``tag`` names the
+    executed copy ``<notebook>@<tag>.ipynb`` so matrix items do not overwrite each other.
+    """
     import papermill as pm
 
     if stage not in STAGES:
         raise KeyError(f"unknown stage {stage!r}; known: {sorted(STAGES)}")
     root = Path(root).resolve()
     params = stage_parameters(load_params(root / "params.yaml"), stage)
+    params.update(extra or {})
     src = root / "notebooks" / f"{STAGES[stage]}.ipynb"
-    dst = root / "reports" / "notebooks" / f"{STAGES[stage]}.ipynb"
+    dst = root / "reports" / "notebooks" / (f"{STAGES[stage]}@{tag}.ipynb" if tag else f"{STAGES[stage]}.ipynb")
     dst.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(
         str(src), str(dst), parameters=params, kernel_name="python3", cwd=str(root),
@@ -103,6 +127,10 @@ def make_workspace(size: str, dest: str | os.PathLike, repo: str | os.PathLike =
     if not (dest / ".dvc").exists():
         subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=dest, check=True)
         subprocess.run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], cwd=dest, check=True)
+        # One cache for every size: a stage whose params and inputs match the default run's
+        # (e.g. the annotators, for the ablations) is restored from it instead of re-run.
+        if (repo / ".dvc").is_dir():
+            subprocess.run([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(repo / ".dvc" / "cache")], cwd=dest, check=True)
     return dest
 
 
@@ -112,6 +140,10 @@ def _rebase_paths(params: Any, repo: Path, dest: Path) -> None:
         for k, v in params.items():
             if k in PATH_KEYS and isinstance(v, str) and not os.path.isabs(v):
                 params[k] = os.path.relpath(repo / v, dest)
+            elif k in PATH_DICT_KEYS and isinstance(v, dict):
+                for name, path in v.items():
+                    if isinstance(path, str) and not os.path.isabs(path) and not path.startswith("data/"):
+                        v[name] = os.path.relpath(repo / path, dest)
             else:
                 _rebase_paths(v, repo, dest)
 
@@ -120,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m webiml.stage")
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in STAGES:
-        sub.add_parser(name, help=f"run notebooks/{STAGES[name]}.ipynb with params.yaml's '{name}' section")
+        sp = sub.add_parser(name, help=f"run notebooks/{STAGES[name]}.ipynb with params.yaml's '{name}' section")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra notebook parameter (YAML value), e.g. a DVC matrix item: --set variant=webiml")
     w = sub.add_parser("workspace", help="write a pipeline copy for another size")
     w.add_argument("size")
     w.add_argument("dest")
@@ -128,7 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "workspace":
         print(make_workspace(args.size, args.dest))
     else:
-        print(run_stage(args.cmd))
+        extra = {}
+        for kv in args.set:
+            k, sep, v = kv.partition("=")
+            if not sep:
+                p.error(f"--set expects KEY=VALUE, got {kv!r}")
+            extra[k] = yaml.safe_load(v)
+        tag = "-".join(str(v) for v in extra.values()) or None
+        print(run_stage(args.cmd, extra=extra, tag=tag))
     return 0
 
 

@@ -1,0 +1,234 @@
+"""Benchmark trained models on forgery datasets with the field's conventions.
+
+A dataset is a BenCo JSON index or a ``Tp/``+``Gt/`` folder (``io.read_index``). Every image is
+predicted at its own scale (``infer.predict_prob``); metrics come from
+:class:`webiml.evaluate.metrics.BenchmarkAccumulator` (pixel F1/IoU/AUC at 0.5 per tampered image,
+image-level AUC/accuracy/F1 over all images, inflated variants labelled). Unreadable entries are
+skipped with their reason and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .. import io
+from ..infer import LoadedModel, image_score, predict_prob
+from .metrics import BenchmarkAccumulator
+from .robustness import PERTURBATIONS, perturb_pair
+
+log = logging.getLogger(__name__)
+
+#: the numbers shown in tables (all are in the JSON)
+HEADLINE = ("pixel_f1", "pixel_iou", "pixel_auc", "image_auc", "image_acc")
+
+
+def noso_entries(root: str | Path) -> list[tuple[Path, Path | None]]:
+    """NoSo as a benchmark: forgeries ``NN_mod*.png`` with ``*_gt.png`` truth, sources ``NN.png`` authentic."""
+    root = Path(root)
+    forged = sorted(p for p in root.glob("*_mod*.png") if not p.stem.endswith("_gt"))
+    out: list[tuple[Path, Path | None]] = [(p, root / f"{p.stem}_gt.png") for p in forged]
+    out += [(p, None) for p in sorted(root.glob("[0-9][0-9].png"))]
+    return out
+
+
+def dataset_entries(spec: str | Path | Sequence) -> list[tuple[Path, Path | None]]:
+    """A dataset as ``[(image, mask or None)]`` from a BenCo JSON index, a ``Tp/``+``Gt/`` folder, or
+    a NoSo folder (``NN.png``, ``NN_mod.png``, ``NN_mod_gt.png``)."""
+    if isinstance(spec, (list, tuple)):
+        return list(spec)
+    p = Path(spec)
+    if not p.exists():
+        raise FileNotFoundError(f"dataset not found: {p}")
+    if p.is_dir() and not (p / "Tp").is_dir() and any(p.glob("*_mod*_gt.png")):
+        return noso_entries(p)
+    return io.read_index(p)
+
+
+_entries = dataset_entries
+
+
+def evaluate_model(
+    lm: LoadedModel,
+    dataset: str | Path | Sequence,
+    perturbation: tuple[str, float] | None = None,
+    seed: int = 0,
+    max_side: int = 1024,
+    progress: bool = True,
+    desc: str = "",
+) -> tuple[dict, list[dict]]:
+    """Metrics of one model on one dataset (optionally perturbed); returns ``(summary, rows)``."""
+    from tqdm import tqdm
+
+    entries = _entries(dataset)
+    acc = BenchmarkAccumulator()
+    rng = np.random.default_rng(seed)
+    skipped: list[dict] = []
+    for img, mask in tqdm(entries, desc=desc or f"bench {lm.name}", disable=not progress, unit="img", leave=False):
+        try:
+            rgb, _ = io.read_image(img)
+            truth = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0])) if mask is not None else None
+        except (io.Rejected, ValueError, FileNotFoundError) as e:
+            skipped.append({"image": str(img), "reason": getattr(e, "reason", None) or str(e)})
+            continue
+        if perturbation is not None:
+            rgb, truth = perturb_pair(rgb, truth, perturbation[0], perturbation[1], rng)
+        prob = predict_prob(lm, rgb, max_side=max_side)
+        acc.add(prob, truth, score=image_score(prob), name=Path(img).name)
+    summary = acc.summary()
+    summary["n_skipped"] = len(skipped)
+    if skipped:
+        summary["skipped"] = skipped
+    return summary, acc.rows()
+
+
+def run_benchmark(
+    models: dict[str, LoadedModel],
+    datasets: dict[str, str | Path],
+    robustness: dict[str, Sequence[float]] | None = None,
+    robustness_models: Iterable[str] | None = None,
+    robustness_datasets: Iterable[str] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Every model on every dataset; robustness curves for the chosen models and datasets.
+
+    Returns ``{"datasets": {ds: {model: summary}}, "rows": {ds: {model: rows}},
+    "robustness": {ds: {model: {kind: {level: summary}}}}}``.
+    """
+    from tqdm import tqdm
+
+    res: dict = {"datasets": {}, "rows": {}, "robustness": {}}
+    total = len(models) * len(datasets)
+    bar = tqdm(total=total, desc="benchmark", disable=not progress, unit="run")
+    for ds, spec in datasets.items():
+        entries = _entries(spec)
+        res["datasets"][ds], res["rows"][ds] = {}, {}
+        for name, lm in models.items():
+            s, rows = evaluate_model(lm, entries, seed=seed, progress=progress, desc=f"{name} · {ds}")
+            res["datasets"][ds][name], res["rows"][ds][name] = s, rows
+            bar.update(1)
+    bar.close()
+    robustness = PERTURBATIONS if robustness is None else robustness
+    r_models = [m for m in (robustness_models or []) if m in models]
+    r_sets = [d for d in (robustness_datasets or []) if d in datasets]
+    for ds in r_sets:
+        entries = _entries(datasets[ds])
+        res["robustness"][ds] = {}
+        for name in r_models:
+            curves: dict = {}
+            for kind, levels in robustness.items():
+                curves[kind] = {}
+                for level in levels:
+                    s, _ = evaluate_model(models[name], entries, (kind, level), seed=seed, progress=progress, desc=f"{name} · {ds} · {kind} {level}")
+                    curves[kind][str(level)] = {k: s.get(k) for k in (*HEADLINE, "n_tampered", "n_images")}
+            res["robustness"][ds][name] = curves
+    return res
+
+
+def _fmt(values: Sequence[float]) -> str:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return "n/a"
+    if len(vals) == 1:
+        return f"{vals[0]:.3f}"
+    return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1):.3f}"
+
+
+def group_seeds(names: Iterable[str]) -> dict[str, list[str]]:
+    """``{"webiml": ["webiml@seed0", "webiml@seed1"], ...}`` from run names."""
+    out: dict[str, list[str]] = {}
+    for n in names:
+        out.setdefault(n.split("@")[0], []).append(n)
+    return out
+
+
+def markdown_table(dataset_results: dict[str, dict], keys: Sequence[str] = HEADLINE) -> str:
+    """One dataset's results as a markdown table, seeds of a model pooled as mean ± std."""
+    groups = group_seeds(dataset_results)
+    lines = ["| model | seeds | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for model, runs in groups.items():
+        cells = [_fmt([dataset_results[r].get(k) for r in runs]) for k in keys]
+        lines.append(f"| {model} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def metrics_json(res: dict) -> dict:
+    """The DVC metrics view: per dataset and model, the headline numbers (mean over seeds) and counts."""
+    out: dict = {}
+    for ds, per_model in res["datasets"].items():
+        out[ds] = {}
+        for model, runs in group_seeds(per_model).items():
+            entry = {}
+            for k in (*HEADLINE, "pixel_precision", "pixel_recall", "image_f1", "pixel_f1_inverted", "pixel_f1_best_threshold"):
+                vals = [per_model[r].get(k) for r in runs]
+                vals = [v for v in vals if v is not None and not (isinstance(v, float) and math.isnan(v))]
+                entry[k] = round(float(np.mean(vals)), 4) if vals else None
+                if len(vals) > 1:
+                    entry[k + "_std"] = round(float(np.std(vals, ddof=1)), 4)
+            entry.update({"seeds": len(runs), "n_tampered": per_model[runs[0]].get("n_tampered"), "n_images": per_model[runs[0]].get("n_images")})
+            out[ds][model] = entry
+    return out
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def robustness_figure(res: dict, key: str = "pixel_f1"):
+    import matplotlib.pyplot as plt
+
+    sets = list(res.get("robustness", {}))
+    if not sets:
+        return None
+    kinds = list(next(iter(next(iter(res["robustness"].values())).values())))
+    fig, axes = plt.subplots(len(sets), len(kinds), figsize=(3.2 * len(kinds), 2.8 * len(sets)), squeeze=False)
+    for i, ds in enumerate(sets):
+        for j, kind in enumerate(kinds):
+            ax = axes[i][j]
+            for model, curves in res["robustness"][ds].items():
+                clean = res["datasets"][ds][model].get(key)
+                levels = list(curves[kind])
+                xs = ["clean", *levels]
+                ys = [clean, *[curves[kind][lv].get(key) for lv in levels]]
+                ax.plot(range(len(xs)), ys, marker="o", label=model)
+                ax.set_xticks(range(len(xs)), xs, fontsize=7)
+            ax.set_title(f"{ds} · {kind}", fontsize=9)
+            ax.set_ylim(0, 1)
+            if j == 0:
+                ax.set_ylabel(key)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def qualitative_grid(models: dict[str, LoadedModel], dataset: str | Path, n: int = 6, max_side: int = 256, seed: int = 0):
+    """Image, truth and each model's prediction for ``n`` tampered images of a dataset."""
+    import cv2
+    import matplotlib.pyplot as plt
+
+    entries = [e for e in _entries(dataset) if e[1] is not None]
+    rng = np.random.default_rng(seed)
+    picks = [entries[i] for i in sorted(rng.choice(len(entries), size=min(n, len(entries)), replace=False))] if entries else []
+    cols = 2 + len(models)
+    fig, axes = plt.subplots(max(1, len(picks)), cols, figsize=(1.9 * cols, 1.9 * max(1, len(picks))), squeeze=False)
+    for r, (img, mask) in enumerate(picks):
+        rgb, _ = io.read_image(img)
+        truth = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0]))
+        s = max_side / max(rgb.shape[:2])
+        small = (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s)))
+        panels = [cv2.resize(rgb, small, interpolation=cv2.INTER_AREA), cv2.resize(truth.astype(np.float32), small)]
+        titles = [Path(img).name, "truth"]
+        for name, lm in models.items():
+            panels.append(cv2.resize(predict_prob(lm, rgb), small))
+            titles.append(name)
+        for c, (p, t) in enumerate(zip(panels, titles)):
+            ax = axes[r][c]
+            ax.imshow(p, cmap=None if p.ndim == 3 else "magma", vmin=0, vmax=1 if p.ndim == 2 else None)
+            ax.set_title(t, fontsize=7)
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
