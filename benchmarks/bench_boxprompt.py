@@ -2,7 +2,7 @@
 
 Student (default, and without the prototype memory): parameters, FLOPs (torch FlopCounterMode:
 2 per multiply-add) at 224² and 512², and the median latency of a batch-1 forward. Teachers (box,
-grabcut, and SAM vit_b with *random* weights: latency only, SAM weights are not shipped): latency
+grabcut, and SAM vit_b with *random* weights: latency and image-encoder FLOPs only, SAM weights are not shipped): latency
 per image with one box, on synthetic forgeries from the ``train`` photos (base side 512 px); the
 box and GrabCut pseudo-mask quality on those forgeries is reported too.
 
@@ -12,18 +12,16 @@ Usage: python benchmarks/bench_boxprompt.py [out.json] [--threads 2] [--runs 10]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from webiml import io
+from webiml.models.profile import gflops, median_seconds, profile
 from webiml.boxes import boxes_from_mask
 from webiml.mixture import handcrafted_samples
 from webiml.models.boxprompt import BoxPromptConfig, BoxPromptStudent
@@ -33,26 +31,13 @@ from webiml.photos import load_photos
 DEFAULT_OUT = "reports/metrics/boxprompt_efficiency.json"
 
 
-def median_seconds(fn, runs: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
 
 def bench_student(name: str, cfg: BoxPromptConfig, runs: int) -> dict:
     model = BoxPromptStudent(cfg).eval()
-    row: dict = {"model": name, "parameters": sum(p.numel() for p in model.parameters())}
+    row: dict = {"model": name, **profile(model, (224, 512))}
     for side in (224, 512):
         x = torch.rand(1, 3, side, side)
         with torch.no_grad():
-            with FlopCounterMode(display=False) as fc:
-                model(x)
-            row[f"gflops_{side}"] = round(fc.get_total_flops() / 1e9, 3)
             row[f"latency_ms_{side}"] = round(1000 * median_seconds(lambda: model(x), runs), 1)
     return row
 
@@ -99,6 +84,7 @@ def main() -> int:
             sam = SamTeacher(ckpt, "vit_b")
         row = bench_teacher("teacher: SAM vit_b", sam, samples, args.sam_runs, note="RANDOM weights: latency only")
         row["parameters"] = sum(p.numel() for p in sam.predictor.model.parameters())
+        row["gflops_image_encoder_1024"] = round(gflops(sam.predictor.model.image_encoder, 1024), 1)
         teachers.append(row)
 
     report = {"threads": args.threads, "runs": args.runs, "torch": torch.__version__,

@@ -12,14 +12,12 @@ Usage: python benchmarks/bench_webiml_infer.py [out.json] [--threads 2] [--runs 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from webiml import io
+from webiml.models.profile import median_seconds, profile
 from webiml.models.webiml import WebIML, WebIMLConfig
 
 DEFAULT_OUT = "reports/metrics/webiml_speed.json"
@@ -32,31 +30,16 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def median_seconds(fn, runs: int, warmup: int = 5) -> float:
-    """Median wall time of ``fn`` after ``warmup`` untimed calls (the first calls allocate and pick kernels)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
 
 def bench_variant(name: str, overrides: dict, runs: int, train_steps: int, batch: int) -> dict:
     torch.manual_seed(0)
     cfg = WebIMLConfig(**overrides)
     model = WebIML(cfg).eval()
-    row: dict = {"model": name, "config": overrides, "passes": model.n_passes,
-                 "parameters": sum(p.numel() for p in model.parameters())}
+    row: dict = {"model": name, "config": overrides, "passes": model.n_passes, **profile(model, (256, 512))}
     for side in (256, 512):
         x = torch.rand(1, 3, side, side)
         with torch.no_grad():
-            with FlopCounterMode(display=False) as fc:
-                model(x)
-            row[f"gflops_{side}"] = round(fc.get_total_flops() / 1e9, 3)
-            row[f"latency_ms_{side}"] = round(1000 * median_seconds(lambda: model(x), runs), 1)
+            row[f"latency_ms_{side}"] = round(1000 * median_seconds(lambda: model(x), runs, warmup=5), 1)
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

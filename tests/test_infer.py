@@ -138,3 +138,20 @@ def test_benchmark_cli_writes_per_dataset_metrics(pipeline, tmp_path):
     assert "| webiml | 2 |" in table and "±" in table
     mj = metrics_json({"datasets": {"syn": {"webiml@seed0": s2, "webiml@seed2": s2}}})
     assert mj["syn"]["webiml"]["seeds"] == 2 and mj["syn"]["webiml"]["pixel_f1_std"] == pytest.approx(0.0)
+
+
+def test_efficiency_counts_parameters_and_flops(pipeline):
+    from torch import nn
+
+    from webiml.evaluate.benchmark import efficiency, f1_flops_figure
+    from webiml.models.profile import gflops, profile
+
+    conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)  # 3*4*9 multiply-adds per pixel
+    assert gflops(conv, 10) == pytest.approx(2 * 3 * 4 * 9 * 100 / 1e9)
+    conv.train()
+    assert profile(conv, (10,))["parameters"] == 108 and conv.training  # mode restored
+    models = {f"webiml@seed{s}": load_model(f"webiml@seed{s}", pipeline) for s in (0, 2)}
+    eff = efficiency(models)
+    assert list(eff) == ["webiml"] and eff["webiml"]["gflops_512"] > eff["webiml"]["gflops_224"] > 0
+    res = {"datasets": {"syn": {"webiml@seed0": {"pixel_f1": 0.4}, "webiml@seed2": {"pixel_f1": 0.6}}}}
+    assert f1_flops_figure(res, eff, "syn") is not None and f1_flops_figure(res, eff, "missing") is None

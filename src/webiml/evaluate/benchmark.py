@@ -175,7 +175,42 @@ def metrics_json(res: dict) -> dict:
     return out
 
 
+def efficiency(models: dict[str, LoadedModel], sides: Sequence[int] = (224, 512)) -> dict[str, dict]:
+    """Parameters and GFLOPs per model (seeds of one model share its architecture: one row)."""
+    from ..models.profile import profile
+
+    return {base: profile(models[runs[0]].model, tuple(sides)) for base, runs in group_seeds(models).items()}
+
+
 # ------------------------------------------------------------------------------ figures
+
+
+def f1_flops_figure(res: dict, eff: dict[str, dict], dataset: str, key: str = "pixel_f1", side: int = 224):
+    """Accuracy against cost: each model's ``key`` on ``dataset`` (mean over seeds) vs its GFLOPs."""
+    import matplotlib.pyplot as plt
+
+    per_model = res["datasets"].get(dataset)
+    if not per_model:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for base, runs in group_seeds(per_model).items():
+        vals = [per_model[r].get(key) for r in runs]
+        vals = [v for v in vals if v is not None and not math.isnan(v)]
+        if not vals or base not in eff:
+            continue
+        x, y = eff[base][f"gflops_{side}"], float(np.mean(vals))
+        err = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+        marker = "s" if base.startswith("boxprompt") else "o"
+        ax.errorbar(x, y, yerr=err, fmt=marker, capsize=3)
+        ax.annotate(f"{base} ({eff[base]['parameters'] / 1e6:.1f} M)", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"GFLOPs per {side}×{side} image")
+    ax.set_ylabel(f"{key} on {dataset}")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title("Accuracy vs cost (squares: BoxPromptIML students)", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def robustness_figure(res: dict, key: str = "pixel_f1"):
