@@ -137,3 +137,32 @@ def test_sam_teacher_plumbing_with_random_vit_b(tmp_path):
     p = t(img, [(10, 10, 40, 36), (30, 5, 60, 30)])
     assert p.dtype == np.float32 and p.shape == (48, 64)
     assert np.isfinite(p).all() and 0 <= p.min() and p.max() <= 1
+
+
+def test_pseudo_masks_cli_turns_user_boxes_into_a_dataset(tmp_path):
+    import json
+
+    from webiml import io
+    from webiml.cli import main as cli
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        io.write_image(imgs / name, np.full((40, 60, 3), 120, np.uint8))
+    coco = {"images": [{"id": i, "file_name": n} for i, n in enumerate(["a.png", "b.png", "c.png", "gone.png"])],
+            "annotations": [{"image_id": 0, "bbox": [10, 5, 20, 10]},      # x, y, w, h
+                            {"image_id": 1, "bbox": [100, 100, 5, 5]},     # outside the 60x40 image
+                            {"image_id": 3, "bbox": [0, 0, 5, 5]}]}
+    (tmp_path / "boxes.json").write_text(json.dumps(coco))
+    before = {p.name: p.read_bytes() for p in imgs.iterdir()}
+    out = tmp_path / "out"
+    assert cli(["pseudo-masks", "--boxes", str(tmp_path / "boxes.json"), "--images", str(imgs), "--out", str(out),
+                "--teacher", "box", "--quiet"]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert (r["n_masks"], r["n_negative"], r["n_rejected"]) == (1, 1, 2)
+    assert r["rejected_by_reason"] == {"bad-boxes": 1, "missing-file": 1}
+    index = io.read_benco_index(out / "index.json")
+    assert [(p.name, m is None) for p, m in index] == [("a.png", False), ("c.png", True)]
+    mask = io.read_soft_mask(index[0][1])
+    assert mask.shape == (40, 60) and mask[5:15, 10:30].min() == 255 and mask.sum() == 255 * 200
+    assert {p.name: p.read_bytes() for p in imgs.iterdir()} == before  # inputs untouched

@@ -168,6 +168,15 @@ def _prepare_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pseudo_masks(args: argparse.Namespace) -> int:
+    from .models.teachers import make_teacher, pseudo_mask_dataset
+
+    kw = {"checkpoint": args.sam_checkpoint, "model_type": args.sam_model_type} if args.teacher == "sam" else {}
+    r = pseudo_mask_dataset(args.boxes, args.images, args.out, make_teacher(args.teacher, **kw), on_bad=args.on_bad, progress=not args.quiet)
+    print(json.dumps(r, indent=1))
+    return 0 if r["n_masks"] or not r["n_rejected"] else 1
+
+
 def _train_webiml(args: argparse.Namespace) -> int:
     from .stage import load_params
     from .train import init_distributed, prepare_webiml, train_webiml
@@ -272,6 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--out", required=True)
     pd.add_argument("--no-authentic", action="store_true", help="leave authentic images out of the index")
     pd.set_defaults(func=_prepare_dataset)
+
+    ps = sub.add_parser("pseudo-masks", help="your boxes -> a teacher's pseudo-masks (BoxPromptIML), as a BenCo dataset")
+    ps.add_argument("--boxes", required=True, help="COCO-style JSON (bbox) or CSV image,x0,y0,x1,y1")
+    ps.add_argument("--images", required=True, help="the folder the boxes file's image names are relative to")
+    ps.add_argument("--out", required=True)
+    ps.add_argument("--teacher", default="grabcut", choices=["grabcut", "box", "sam"])
+    ps.add_argument("--sam-checkpoint", help="a segment-anything checkpoint (teacher sam; never downloaded)")
+    ps.add_argument("--sam-model-type", default="vit_b", choices=["vit_b", "vit_l", "vit_h"])
+    ps.add_argument("--on-bad", default="clip", choices=["clip", "error"],
+                    help="boxes partly outside are clipped; empty/outside ones dropped with a warning (clip) or the image rejected (error)")
+    ps.add_argument("--quiet", action="store_true")
+    ps.set_defaults(func=_pseudo_masks)
 
     tw = sub.add_parser("train-webiml", help="train one Web-IML variant (single process, or under torchrun for DDP)")
     tw.add_argument("--variant", default="webiml")

@@ -169,3 +169,58 @@ def teacher_quality(
         if bx:
             scores.append(pixel_scores(teacher(rgb, bx) > 0.5, t))
     return mean_scores(scores)
+
+
+def pseudo_mask_dataset(
+    boxes_file: str | Path,
+    images_dir: str | Path,
+    out: str | Path,
+    teacher: Teacher,
+    on_bad: str = "clip",
+    progress: bool = True,
+) -> dict:
+    """User boxes → the teacher's pseudo-masks as a dataset: ``out/masks/<stem>.png`` (soft, 0–255),
+    ``out/index.json`` (BenCo; images the boxes file lists without boxes are ``Negative``),
+    ``out/rejected.jsonl`` (unreadable images, boxes that are all unusable) and ``out/report.json``.
+    Image paths in the boxes file are relative to ``images_dir``; images are never copied or modified."""
+    import json
+    import warnings
+
+    from tqdm import tqdm
+
+    from .. import io
+
+    out, images_dir = Path(out), Path(images_dir)
+    per_image = B.read_boxes(boxes_file)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    entries, rejected, n_boxes, n_warnings = [], [], 0, 0
+    for name, bx in tqdm(per_image.items(), desc=f"pseudo-masks ({getattr(teacher, 'name', 'teacher')})", disable=not progress):
+        path = images_dir / name
+        try:
+            rgb, _ = io.read_image(path)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                good = B.check_boxes(bx, (rgb.shape[1], rgb.shape[0]), on_bad=on_bad, name=name)
+            n_warnings += len(caught)
+            if bx and not good:
+                raise io.Rejected("bad-boxes", "; ".join(str(w.message) for w in caught), path)
+        except (io.Rejected, ValueError) as e:
+            rejected.append({"image": name, "reason": getattr(e, "reason", "bad-boxes"), "detail": str(e)})
+            continue
+        if not good:
+            entries.append((path, None))
+            continue
+        mask_path = out / "masks" / f"{Path(name).with_suffix('').as_posix().replace('/', '__')}.png"
+        io.write_soft_mask(mask_path, teacher(rgb, good))
+        entries.append((path, mask_path))
+        n_boxes += len(good)
+    io.write_benco_index(out / "index.json", entries)
+    with open(out / "rejected.jsonl", "w") as f:
+        for r in rejected:
+            f.write(json.dumps(r) + "\n")
+    report = {"teacher": getattr(teacher, "name", type(teacher).__name__), "n_listed": len(per_image),
+              "n_masks": sum(m is not None for _, m in entries), "n_negative": sum(m is None for _, m in entries),
+              "n_boxes": n_boxes, "n_box_warnings": n_warnings, "n_rejected": len(rejected),
+              "rejected_by_reason": {r: sum(x["reason"] == r for x in rejected) for r in sorted({x["reason"] for x in rejected})}}
+    io.write_json(out / "report.json", report)
+    return report
