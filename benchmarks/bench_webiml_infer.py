@@ -3,7 +3,7 @@
 For the default model (MSP + SR, offline ImageNet Lite0) and each switch-off variant (MSP off, SR
 off, plain FPN baseline): parameters, FLOPs (torch FlopCounterMode: 2 per multiply-add) and the
 median latency of a batch-1 forward (eval, no grad) at 256² and 512², and the training throughput
-(forward + OHEM loss + backward + AdamW step, batch 8 at 256²) in images/s. The budget is 200 ms
+(forward + OHEM loss + backward + AdamW step, batch 8 at 256²) in images/s. The budget is 300 ms (the Web-IML issue)
 for the default model at 512² on 2 threads.
 
 Usage: python benchmarks/bench_webiml_infer.py [out.json] [--threads 2] [--runs 10] [--train-steps 5]
@@ -21,7 +21,7 @@ from webiml.models.profile import median_seconds, profile
 from webiml.models.webiml import WebIML, WebIMLConfig
 
 DEFAULT_OUT = "reports/metrics/webiml_speed.json"
-BUDGET_MS_512 = 200.0
+BUDGET_MS_512 = 300.0
 VARIANTS: dict[str, dict] = {
     "webiml (MSP + SR)": {},
     "MSP off": {"msp": False},
