@@ -100,6 +100,9 @@ def main() -> int:
     for r in teachers:
         q = (f"{r['iou']:.3f} | {r['f1']:.3f}" if "iou" in r else f"{r['note']} | –")
         print(f"| {r['model']} | {r['image']} | {r['latency_ms']:.1f} | {q} |")
+    for r in teachers:
+        if "gflops_image_encoder_1024" in r:
+            print(f"\n{r['model']}: {r['parameters'] / 1e6:.1f} M parameters, image encoder {r['gflops_image_encoder_1024']:.0f} GFLOPs at 1024²")
     print(f"\nwritten to {args.out}")
     return 0
 
