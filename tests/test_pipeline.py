@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from webiml.stage import IMPORTS, STAGES, load_params, make_workspace, overlay, stage_parameters
+from webiml.stage import IMPORTS, REPO_MARKER, STAGES, load_params, make_workspace, overlay, stage_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,3 +137,18 @@ def test_smoke_dag(tmp_path):
 
 def params_variants(ws: Path) -> list[str]:
     return load_params(ws / "params.yaml")["train_webiml"]["variants"]
+
+
+def test_stages_can_be_restored_from_the_run_cache(tmp_path):
+    # DVC skips its run cache for a stage with an uncached out (other than metrics/plots); the
+    # ablations workspace relies on that cache to reuse the default run's stages.
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in dvc.items():
+        for out in stage.get("outs", []):
+            assert not (isinstance(out, dict) and next(iter(out.values())).get("cache") is False), f"{name}: {out}"
+    # a size workspace keeps the repository's param values (same run-cache key); data paths are
+    # rebased when the stage runs
+    ws = make_workspace("ablations", tmp_path / "ws", repo=ROOT)
+    default, sized = load_params(ROOT / "params.yaml"), load_params(ws / "params.yaml")
+    assert sized["collect"] == default["collect"] and sized["benchmark"] == default["benchmark"]
+    assert (ws / REPO_MARKER).read_text().strip() == os.path.relpath(ROOT, ws)

@@ -35,6 +35,7 @@ GLOBAL_KEYS = ("seed",)
 PATH_KEYS = ("csv", "root", "miml_root", "noso_root", "manifest", "photo_dir", "check_noso", "check_web_pairs",
              "coco_annotations", "coco_images", "boxes")
 PATH_DICT_KEYS = ("datasets",)  # {name: path} mappings
+REPO_MARKER = ".webiml-repo"  # in a size workspace: the relative path back to the repository
 #: keys a stage reads from other sections: {stage: {notebook parameter: "section.key"}}
 IMPORTS = {
     "benchmark": {"webiml_variants": "train_webiml.variants", "webiml_seeds": "train_webiml.seeds",
@@ -79,6 +80,9 @@ def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True
         raise KeyError(f"unknown stage {stage!r}; known: {sorted(STAGES)}")
     root = Path(root).resolve()
     params = stage_parameters(load_params(root / "params.yaml"), stage)
+    marker = root / REPO_MARKER
+    if marker.is_file():  # a size workspace: data paths in params are relative to the repository
+        _rebase_paths(params, (root / marker.read_text().strip()).resolve(), root)
     params.update(extra or {})
     src = root / "notebooks" / f"{STAGES[stage]}.ipynb"
     dst = root / "reports" / "notebooks" / (f"{STAGES[stage]}@{tag}.ipynb" if tag else f"{STAGES[stage]}.ipynb")
@@ -119,7 +123,9 @@ def make_workspace(size: str, dest: str | os.PathLike, repo: str | os.PathLike =
     params = load_params(repo / "params.yaml")
     if size != "mini":
         params = overlay(params, load_params(over_file))
-    _rebase_paths(params, repo, dest)
+    # params stay byte-identical to the repository's where the size does not change them, so DVC's
+    # run cache restores matching stages; run_stage rebases data paths through the marker.
+    (dest / REPO_MARKER).write_text(os.path.relpath(repo, dest) + "\n")
     new = yaml.safe_dump(params, sort_keys=False)
     pfile = dest / "params.yaml"
     if not pfile.exists() or pfile.read_text() != new:
@@ -135,7 +141,7 @@ def make_workspace(size: str, dest: str | os.PathLike, repo: str | os.PathLike =
 
 
 def _rebase_paths(params: Any, repo: Path, dest: Path) -> None:
-    """Relative data paths in params are relative to the repo; make them work from ``dest``."""
+    """Relative data paths in params are relative to ``repo``; make them work from ``dest`` (in place)."""
     if isinstance(params, dict):
         for k, v in params.items():
             if k in PATH_KEYS and isinstance(v, str) and not os.path.isabs(v):
