@@ -32,7 +32,7 @@ paper: env            ## the whole DAG at paper size (GPUs), in runs/paper
 	python -m webiml.stage workspace paper runs/paper
 	cd runs/paper && dvc repro
 
-ablations: env        ## every Web-IML ablation variant x 2 seeds at mini size, in runs/ablations
+ablations: env        ## every Web-IML variant x 2 seeds and BoxPromptIML student x 3 seeds at mini size, in runs/ablations
 	python -m webiml.stage workspace ablations runs/ablations
 	cd runs/ablations && dvc repro
 

@@ -93,6 +93,25 @@ def test_pool_labels_and_a_training_step_lowers_the_loss():
     assert np.isfinite(last) and last < first
 
 
+def test_native_crops_are_drawn_afresh_and_stay_aligned():
+    from webiml.caaa.train import batch, native_view
+
+    pool = make_pool(load_photos("train"), PoolConfig(n_pairs=6, size=64, crop=48, max_side=200), seed=1, progress=False)
+    assert len(pool.native) == 6 and pool.crop == 48
+    for f, r, m in pool.native:
+        assert f.shape == r.shape and m.shape == f.shape[:2] and max(f.shape[:2]) <= 200 and min(f.shape[:2]) >= 48
+    rng = np.random.default_rng(0)
+    b1, b2 = batch(pool, np.arange(6), rng, flip=False, native=True), batch(pool, np.arange(6), rng, flip=False, native=True)
+    assert b1["forged"].shape == (6, 3, 48, 48) and b1["mask"].shape == (6, 1, 48, 48)
+    assert not torch.equal(b1["forged"], b2["forged"])  # a new window every time
+    # small images are padded up to the crop, the mask stays aligned with the pixels
+    img = np.full((20, 30, 3), 200, np.uint8)
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:10, 5:10] = 1
+    f, r, m = native_view([img, img, mask], 48, 200)
+    assert f.shape == (48, 48, 3) and m[5:10, 5:10].all() and m.sum() == 25 and f[30:, 40:].max() == 0
+
+
 class _Const(torch.nn.Module):
     def __init__(self, value: float, size: int = 32):
         super().__init__()

@@ -479,6 +479,34 @@ def test_shared_sample_pairs(tmp_path):
     assert i40[0]["reason"] == "missing-file" and i40[0]["path"].endswith("I40_4k6x35.png")
     assert report["n_accepted"] >= 50, report["rejected_by_reason"]
     assert len(io.read_pairs(tmp_path / "out")) == report["n_accepted"]
+    # the data README calls the I39 original truncated; the copy here decodes completely (EOI
+    # marker present, every row decoded), so the verdict must follow the file, not the README
+    i39 = [r for k, r in rejected.items() if k.startswith("csv-I39")]
+    original = SHARED / "original/I39_2jqlf6.jpg"
+    if _decodes_completely(original):
+        assert not i39, i39
+    else:
+        assert len(i39) == 1 and i39[0]["reason"] == "truncated" and i39[0]["path"].endswith("I39_2jqlf6.jpg"), i39
+    # and a truncated copy of it is rejected as such, next to the missing I40
+    (tmp_path / "cut/original").mkdir(parents=True)
+    (tmp_path / "cut/original/I39_2jqlf6.jpg").write_bytes(original.read_bytes()[: original.stat().st_size * 2 // 3])
+    rows = [line for line in csv_path.read_text().splitlines() if line.startswith(("forged/I39", "forged/I40"))]
+    (tmp_path / "cut/pairs.csv").write_text("\n".join(f"{SHARED / f},{tmp_path / 'cut' / o}" for f, o in (r.split(",") for r in rows)))
+    collect(pairs_csv_candidates(tmp_path / "cut/pairs.csv"), tmp_path / "out2", CollectConfig(workers=1), progress=False)
+    reasons = {r["id"].split("_")[0]: r["reason"] for r in _lines(tmp_path / "out2" / "rejected.jsonl")}
+    assert reasons == {"csv-I39": "truncated", "csv-I40": "missing-file"}, reasons
+
+
+def _decodes_completely(path: Path) -> bool:
+    from PIL import Image, ImageFile
+
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except OSError:
+        return False
+    return path.read_bytes().rstrip(b"\0").endswith(b"\xff\xd9")
 
 
 # ------------------------------------------------------------------------- ids, headers, encodings

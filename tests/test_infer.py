@@ -45,9 +45,29 @@ def test_registry_resolves_names_seeds_and_paths(pipeline):
         registry.resolve("sparsevit", pipeline)
     with pytest.raises(FileNotFoundError):
         registry.resolve(pipeline / "nope.pt")
+    save_checkpoint(registry.model_dir("boxprompt-full", 1, pipeline) / "model.pt", TinyNet(), TinyConfig())
+    assert registry.resolve("boxprompt-full", pipeline) == pipeline / "models/boxprompt/boxprompt-full/seed1/model.pt"
+    with pytest.raises(FileNotFoundError, match="train_boxprompt.seeds"):
+        registry.resolve("boxprompt-full@seed0", pipeline)
     rows = {r["name"]: r for r in registry.list_models(pipeline)}
     assert rows["webiml"]["trained"] and rows["webiml"]["seeds"] == [0, 2] and not rows["webiml-noweb"]["trained"]
+    assert rows["boxprompt-full"]["seeds"] == [1] and not rows["boxprompt"]["trained"]
     assert set(rows) == set(registry.WEBIML_VARIANTS) | set(registry.BOXPROMPT_MODELS)
+
+
+def test_supervision_comparison_pairs_seeds():
+    from webiml.evaluate.benchmark import supervision_comparison
+
+    f1 = {"boxprompt": [0.30, 0.20, 0.26], "boxprompt-full": [0.30, 0.30, 0.30], "boxprompt-image": [0.25, 0.25, 0.25],
+          "webiml": [0.9, 0.9, 0.9]}
+    per_model = {f"{m}@seed{k}": {"pixel_f1": v} for m, vals in f1.items() for k, v in enumerate(vals)}
+    c = supervision_comparison(per_model)
+    assert c["ratio_to_upper"] == pytest.approx(np.mean(f1["boxprompt"]) / 0.30)
+    assert c["beats_weak_seeds"] == [2, 3] and c["beats_weak_mean"] is True
+    assert c["models"]["boxprompt"]["std"] == pytest.approx(np.std(f1["boxprompt"], ddof=1))
+    assert "webiml" not in c["models"]
+    per_model = {k: v for k, v in per_model.items() if not k.startswith("boxprompt-image")}
+    assert supervision_comparison(per_model) is None
 
 
 def test_cli_models_and_untrained_model_message(pipeline, capsys):

@@ -109,10 +109,14 @@ def test_smoke_dag(tmp_path):
         assert (ws / "models/webiml" / v / "seed0/model.pt").is_file()
         assert (ws / "reports/plots/train_webiml" / f"{v}-0.csv").is_file()
     bp = json.loads((ws / "reports/metrics/train_boxprompt.json").read_text())
-    assert set(bp["students"]) == set(load_params(ws / "params.yaml")["train_boxprompt"]["students"])
+    bpp = load_params(ws / "params.yaml")["train_boxprompt"]
+    assert len(bpp["seeds"]) > 1  # the smoke size exercises multi-seed students
+    assert set(bp["students"]) == {f"{s}@seed{k}" for s in bpp["students"] for k in bpp["seeds"]}
+    assert all((ws / "models/boxprompt" / s / f"seed{k}/model.pt").is_file() for s in bpp["students"] for k in bpp["seeds"])
     assert 0.0 <= bp["pseudo_masks"]["teacher"]["iou"] <= 1.0
     bench = json.loads((ws / "reports/metrics/benchmark.json").read_text())
-    assert set(bench["synthetic"]) == {*params_variants(ws), *bp["students"]}
+    assert set(bench["synthetic"]) == {*params_variants(ws), *bpp["students"]}
+    assert all(bench["synthetic"][s]["seeds"] == len(bpp["seeds"]) for s in bpp["students"])
     assert all(0.0 <= m["pixel_f1"] <= 1.0 for m in bench["synthetic"].values())
     assert (ws / "reports/benchmark/synthetic.md").read_text().count("| webiml") >= 2
     assert (ws / "reports/figures/benchmark/robustness.png").stat().st_size > 10_000

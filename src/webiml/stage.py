@@ -39,7 +39,7 @@ REPO_MARKER = ".webiml-repo"  # in a size workspace: the relative path back to t
 #: keys a stage reads from other sections: {stage: {notebook parameter: "section.key"}}
 IMPORTS = {
     "benchmark": {"webiml_variants": "train_webiml.variants", "webiml_seeds": "train_webiml.seeds",
-                  "boxprompt_students": "train_boxprompt.students"},
+                  "boxprompt_students": "train_boxprompt.students", "boxprompt_seeds": "train_boxprompt.seeds"},
 }
 
 

@@ -175,6 +175,31 @@ def metrics_json(res: dict) -> dict:
     return out
 
 
+def supervision_comparison(per_model: dict[str, dict], key: str = "pixel_f1", student: str = "boxprompt",
+                           upper: str = "boxprompt-full", weak: str = "boxprompt-image") -> dict | None:
+    """BoxPromptIML's claim on one dataset: the box-supervised ``student`` against the fully
+    supervised ``upper`` bound and the image-level ``weak`` baseline, over the seeds they share.
+
+    Returns per-model mean/std/values, ``ratio_to_upper`` (mean ``student`` / mean ``upper``) and
+    ``beats_weak_seeds`` (seeds where ``student`` > ``weak``, paired by seed), or None when one of the
+    three was not benchmarked."""
+    groups = group_seeds(per_model)
+    if not all(m in groups for m in (student, upper, weak)):
+        return None
+    seeds = {m: {r.partition("@")[2]: per_model[r].get(key) for r in groups[m]} for m in (student, upper, weak)}
+    out: dict = {"key": key, "models": {}}
+    for m in groups:
+        if m.startswith("boxprompt"):
+            vals = [per_model[r].get(key) for r in groups[m]]
+            out["models"][m] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+                                "values": [float(v) for v in vals]}
+    shared = sorted(set(seeds[student]) & set(seeds[weak]))
+    out["ratio_to_upper"] = out["models"][student]["mean"] / max(out["models"][upper]["mean"], 1e-12)
+    out["beats_weak_seeds"] = [sum(seeds[student][k] > seeds[weak][k] for k in shared), len(shared)]
+    out["beats_weak_mean"] = out["models"][student]["mean"] > out["models"][weak]["mean"]
+    return out
+
+
 def efficiency(models: dict[str, LoadedModel], sides: Sequence[int] = (224, 512)) -> dict[str, dict]:
     """Parameters and GFLOPs per model (seeds of one model share its architecture: one row)."""
     from ..models.profile import profile

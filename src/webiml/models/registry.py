@@ -1,8 +1,8 @@
 """Named models: the checkpoints the pipeline trains, by the names users type.
 
 ``webiml`` and its ablation variants (``webiml-noweb``, ...) come from the ``train_webiml`` stage,
-one per seed (``webiml@seed1``; the bare name is the lowest seed trained); the BoxPromptIML
-students (``boxprompt``, ``boxprompt-full``, ...) from ``train_boxprompt``.
+the BoxPromptIML students (``boxprompt``, ``boxprompt-full``, ...) from ``train_boxprompt``; both
+one per seed (``webiml@seed1``; the bare name is the lowest seed trained).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def model_dir(name: str, seed: int = 0, root: str | Path = ".") -> Path:
     if name in WEBIML_VARIANTS:
         return root / WEBIML_DIR / name / f"seed{seed}"
     if name in BOXPROMPT_MODELS:
-        return root / BOXPROMPT_DIR / name
+        return root / BOXPROMPT_DIR / name / f"seed{seed}"
     raise KeyError(f"unknown model name {name!r}; known: {', '.join(known_names())}")
 
 
@@ -62,9 +62,7 @@ def producing_stage(name: str) -> str:
 
 
 def seeds_trained(name: str, root: str | Path = ".") -> list[int]:
-    if name not in WEBIML_VARIANTS:
-        return [0] if (model_dir(name, root=root) / "model.pt").is_file() else []
-    base = Path(root) / WEBIML_DIR / name
+    base = model_dir(name, 0, root).parent
     return sorted(int(p.name[4:]) for p in base.glob("seed*") if p.name[4:].isdigit() and (p / "model.pt").is_file())
 
 
@@ -89,6 +87,7 @@ def resolve(name_or_path: str | Path, root: str | Path = ".") -> Path:
         raise FileNotFoundError(
             f"model {s!r} is not trained yet ({path} missing): run `dvc repro {stage}`"
             + (" (add it to train_webiml.variants in params.yaml, or run `make ablations`)" if name in WEBIML_VARIANTS and name not in ("webiml", "webiml-noweb") else "")
+            + (f" (with {seed} in train_boxprompt.seeds)" if name in BOXPROMPT_MODELS and (seed != 0 or seeds_trained(name, root)) else "")
         )
     return path
 
@@ -102,7 +101,7 @@ def list_models(root: str | Path = ".") -> list[dict]:
             "name": name,
             "what": VARIANT_HELP.get(name) or BOXPROMPT_MODELS.get(name, ""),
             "trained": bool(seeds),
-            "seeds": seeds if name in WEBIML_VARIANTS else None,
+            "seeds": seeds,
             "path": str(model_dir(name, seeds[0] if seeds else 0, root) / "model.pt"),
             "stage": producing_stage(name),
         })
