@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: env repro smoke paper ablations test unit lab bench clean-runs
+.PHONY: env repro smoke paper ablations students test unit lab bench clean-runs
 
 env: $(STAMP)
 
@@ -35,6 +35,10 @@ paper: env            ## the whole DAG at paper size (GPUs), in runs/paper
 ablations: env        ## every Web-IML variant x 2 seeds and BoxPromptIML student x 3 seeds at mini size, in runs/ablations
 	python -m webiml.stage workspace ablations runs/ablations
 	cd runs/ablations && dvc repro
+
+students: env         ## every BoxPromptIML student x 3 seeds at mini size, in runs/students
+	python -m webiml.stage workspace students runs/students
+	cd runs/students && dvc repro
 
 test: env             ## unit tests, notebooks and the smoke DAG
 	python -m pytest -q

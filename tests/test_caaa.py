@@ -139,6 +139,7 @@ class _Cls(torch.nn.Module):
 def test_routing_spg_to_dass_and_sdg_to_corr():
     ann = object.__new__(CAAAnnotator)
     ann.classifier, ann.dass, ann.corr, ann.route, ann.tta = _Cls(["spg", "sdg", "spg"]), _Const(0.9), _Const(0.2), "classifier", True
+    ann.reused = {}
     rgb = np.zeros((40, 60, 3), np.uint8)
     pairs = [PairInputs(str(i), rgb, np.zeros((30, 30, 3), np.uint8), None, None, "unregistered") for i in range(3)]
     res = ann.annotate_batch(pairs)
@@ -148,6 +149,26 @@ def test_routing_spg_to_dass_and_sdg_to_corr():
     assert np.allclose(res[0].prob, 0.9, atol=1e-4) and np.allclose(res[1].prob, 0.2, atol=1e-4)
     assert ann.dass.calls == 2 and ann.corr.calls == 1  # DASS per image at its own scale, Corr batched
     assert res[0].category_prob > 0.99
+
+
+def test_classifier_route_reuses_dass_masks_of_another_route(tmp_path):
+    ann = object.__new__(CAAAnnotator)
+    ann.classifier, ann.dass, ann.corr, ann.route, ann.tta = _Cls(["spg", "spg", "sdg"]), _Const(0.9), _Const(0.2), "classifier", True
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    pairs = [PairInputs(str(i), rgb, rgb, rgb, None, "registered") for i in range(3)]
+    # pair 0 was sent to DASS before (its mask is reused), pair 1 to Corr-DINO (DASS must run), pair 2 goes to Corr now
+    io.write_soft_mask(tmp_path / "masks/0.png", np.full((40, 60), 0.4, np.float32))
+    io.write_soft_mask(tmp_path / "masks/1.png", np.full((40, 60), 0.1, np.float32))
+    (tmp_path / "annotations.jsonl").write_text(
+        json.dumps({"id": "0", "mask": "masks/0.png", "annotator": "dass"}) + "\n"
+        + json.dumps({"id": "1", "mask": "masks/1.png", "annotator": "corr"}) + "\n" + '{"id": "2", "ma')
+    from webiml.caaa.annotator import reusable_dass_masks
+
+    ann.reused = reusable_dass_masks(tmp_path)
+    assert set(ann.reused) == {"0"}
+    res = ann.annotate_batch(pairs)
+    assert np.allclose(res[0].prob, 102 / 255) and np.allclose(res[1].prob, 0.9, atol=1e-4) and np.allclose(res[2].prob, 0.2, atol=1e-4)
+    assert [r.annotator for r in res] == ["dass", "dass", "corr"] and ann.dass.calls == 1
 
 
 def test_auto_route_trusts_a_decisive_registration():

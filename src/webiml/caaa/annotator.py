@@ -8,6 +8,7 @@ go to Corr-DINO-lite (on the authentic image as collected). The unified baseline
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import io
 from ..models.checkpoint import load_checkpoint
 from .annotate import ALIGNED_STATUSES, AnnotationResult, PairInputs
 from .models import to_tensor
@@ -76,13 +78,18 @@ class CAAAnnotator:
 
     ROUTES = ("auto", "classifier", "registration")
 
-    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, route: str = "auto", tta: bool = True):
+    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, route: str = "auto", tta: bool = True,
+                 reuse: str | Path | None = None):
+        """``reuse``: an annotation folder written by CAAAv2 with the same models and ``tta``
+        (another route); pairs it sent to DASS and this route sends to DASS too take its mask
+        instead of running DASS again."""
         if route not in self.ROUTES:
             raise ValueError(f"route must be one of {self.ROUTES}")
         self.classifier = load_checkpoint(model_path(models_dir, "classifier"))[0] if route != "registration" else None
         self.dass = load_checkpoint(model_path(models_dir, "dass"))[0]
         self.corr = load_checkpoint(model_path(models_dir, "corr"))[0]
         self.route, self.tta = route, tta
+        self.reused = reusable_dass_masks(reuse) if reuse is not None else {}
 
     @torch.no_grad()
     def classify(self, pairs: list[PairInputs]) -> list[tuple[str, float, bool]]:
@@ -112,6 +119,13 @@ class CAAAnnotator:
             res.append((("spg", "sdg")[c], float(pc[k, c]), bool(al[k])))
         return res
 
+    def _reused(self, p: PairInputs) -> np.ndarray | None:
+        path = self.reused.get(p.id)
+        if path is None or not path.is_file():
+            return None
+        m = io.read_soft_mask(path)
+        return m.astype(np.float32) / 255.0 if m.shape == p.forged.shape[:2] else None
+
     @torch.no_grad()
     def annotate_batch(self, pairs: list[PairInputs]) -> list[AnnotationResult]:
         cats = self.classify(pairs)
@@ -119,7 +133,9 @@ class CAAAnnotator:
         spg = [i for i, c in enumerate(cats) if c[0] == "spg"]
         sdg = [i for i, c in enumerate(cats) if c[0] == "sdg"]
         for i in spg:  # at each image's own scale: small edits and text survive
-            probs[i] = dass_native(self.dass, pairs[i].forged, _spg_view(pairs[i]), self.tta)
+            probs[i] = self._reused(pairs[i])
+            if probs[i] is None:
+                probs[i] = dass_native(self.dass, pairs[i].forged, _spg_view(pairs[i]), self.tta)
         if sdg:
             s = self.corr.cfg.size
             f = torch.stack([to_tensor(pairs[i].forged, s) for i in sdg])
@@ -131,6 +147,20 @@ class CAAAnnotator:
             AnnotationResult(probs[i], cats[i][0], cats[i][1], cats[i][2], "dass" if cats[i][0] == "spg" else "corr")
             for i in range(len(pairs))
         ]
+
+
+def reusable_dass_masks(folder: str | Path) -> dict[str, Path]:
+    """Pair id → soft mask of the pairs DASS annotated in a CAAAv2 annotation folder."""
+    folder = Path(folder)
+    out = {}
+    for line in (folder / "annotations.jsonl").read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by an interrupted run
+            continue
+        if r.get("annotator") == "dass":
+            out[r["id"]] = folder / r["mask"]
+    return out
 
 
 class UnifiedAnnotator:
