@@ -136,11 +136,6 @@ def native_view(images: list[np.ndarray], size: int, max_side: int) -> list[np.n
     return [np.ascontiguousarray(im) for im in images]
 
 
-def native_crop(images: list[np.ndarray], size: int, max_side: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """One size² crop of :func:`native_view`."""
-    return random_crop(native_view(images, size, max_side), size, rng)
-
-
 def random_crop(images: list[np.ndarray], size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """One size² crop of aligned images at least that large (the last one a mask); it covers part
     of the mask when there is one (p = 0.8)."""
