@@ -186,7 +186,7 @@ def supervision_comparison(per_model: dict[str, dict], key: str = "pixel_f1", st
     groups = group_seeds(per_model)
     if not all(m in groups for m in (student, upper, weak)):
         return None
-    seeds = {m: {r.partition("@")[2]: per_model[r].get(key) for r in groups[m]} for m in (student, upper, weak)}
+    seeds = {m: {r.partition("@")[2]: per_model[r].get(key) for r in groups[m]} for m in (student, weak)}
     out: dict = {"key": key, "models": {}}
     for m in groups:
         if m.startswith("boxprompt"):
