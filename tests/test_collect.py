@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from webiml.collect import (
     CollectConfig,
     candidates_from,
     collect,
+    config_from_params,
     miml_dir_candidates,
     noso_candidates,
     pairs_csv_candidates,
@@ -26,9 +28,9 @@ from webiml.collect import (
 )
 from webiml.download import DownloadPolicy
 from webiml.register import transform_error
-from webiml.synth import WebPairConfig, encode, spg_edit
+from webiml.synth import EVIDENT_PAIRS, encode, spg_edit
 
-SMALL = WebPairConfig(base_side=(256, 320))
+SMALL = replace(EVIDENT_PAIRS, base_side=(256, 320))
 CFG = CollectConfig(workers=1, seed=3, synthetic=SMALL)
 N_SYN = 8
 TIMING_KEYS = {"seconds_total", "pairs_per_second", "seconds_per_pair_worker", "main_peak_rss_mb",
@@ -56,6 +58,14 @@ def syn_run(tmp_path_factory):
     out, audit = base / "out", base / "audit"
     report = collect(synthetic_candidates(N_SYN), out, CFG, audit=audit, progress=False)
     return out, audit, report
+
+
+def test_config_from_params_overlays_the_pair_corpus_recipe():
+    assert CollectConfig().synthetic == EVIDENT_PAIRS
+    cfg = config_from_params({"synthetic": {"base_side": [256, 320], "min_changed": 0.5}})
+    assert cfg.synthetic == replace(EVIDENT_PAIRS, base_side=(256, 320), min_changed=0.5)
+    with pytest.raises(ValueError, match="unknown WebPairConfig keys"):
+        config_from_params({"synthetic": {"min_visible": 0.5}})
 
 
 def test_synthetic_counts_and_files(syn_run):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -10,10 +11,14 @@ import pytest
 
 from webiml.register import warp_to
 from webiml.synth import (
+    CHANGE_LEVELS,
+    EVIDENT_PAIRS,
     SPG_OPS,
     Degradation,
+    Edit,
     WebPairConfig,
     bezier_blob,
+    changed_fraction,
     closed_bezier,
     crop_resize_matrix,
     decode,
@@ -328,3 +333,47 @@ def test_make_web_pair_errors(web_photos):
         make_web_pair(_rng(0), web_photos[:1], SMALL)
     with pytest.raises(ValueError, match="unknown category"):
         make_web_pair(_rng(0), web_photos, SMALL, category="gan")
+
+
+def test_changed_fraction_counts_footprint_pixels_the_edit_moved():
+    before = np.full((40, 40, 3), 100, np.uint8)
+    alpha = np.zeros((40, 40), np.float32)
+    alpha[10:30, 10:30] = 1.0
+    assert changed_fraction(before, Edit(before.copy(), alpha, "blur")) == 0.0  # blur of a flat patch
+    after = before.copy()
+    after[10:20, 10:30] += CHANGE_LEVELS + 1  # half the footprint moved, in one channel is enough
+    after[20:30, 10:30, 0] += CHANGE_LEVELS  # not beyond the threshold
+    assert changed_fraction(before, Edit(after, alpha, "color")) == pytest.approx(0.5)
+    assert changed_fraction(before, Edit(after, np.zeros_like(alpha), "color")) == 0.0  # no footprint
+
+
+def _truth_outside_authentic(p) -> float:
+    """Fraction of the truth the authentic image does not cover (in the forged frame)."""
+    a = decode(p.authentic_bytes)
+    f = decode(p.forged_bytes)
+    _, cov = warp_to(a, p.transform, (f.shape[1], f.shape[0]))
+    return float((p.mask & ~cov).sum() / max(p.mask.sum(), 1))
+
+
+def test_evident_pairs_show_every_edit(web_photos):
+    """Pair corpora: each SPG edit changes >= min_changed of its footprint and the authentic's crop
+    keeps it; the default recipe (single-image uses) may do neither."""
+    evident = replace(EVIDENT_PAIRS, base_side=(256, 320), sdg_fraction=0.0)
+    plain = replace(evident, min_changed=0.0, authentic_keeps_edit=False)
+    outside = []
+    for s in range(24):
+        p = make_web_pair(_rng([5, s]), web_photos, evident)
+        assert all(o["changed"] >= evident.min_changed for o in p.meta["ops"]), p.meta["ops"]
+        assert _truth_outside_authentic(p) < 0.02
+        outside.append(_truth_outside_authentic(make_web_pair(_rng([5, s]), web_photos, plain)))
+    assert max(outside) > 0.1  # without it some authentic crops cut the edit away
+
+
+def test_evident_pairs_option_leaves_the_forged_side_alone(web_photos):
+    """``authentic_keeps_edit`` changes only the authentic crop: forged image and truth are those of
+    the plain recipe (so the single-image test split can keep its images)."""
+    plain = WebPairConfig(base_side=(256, 320), sdg_fraction=0.0)
+    keeps = replace(plain, authentic_keeps_edit=True)
+    for s in range(6):
+        a, b = make_web_pair(_rng([6, s]), web_photos, plain), make_web_pair(_rng([6, s]), web_photos, keeps)
+        assert a.forged_bytes == b.forged_bytes and np.array_equal(a.mask, b.mask)

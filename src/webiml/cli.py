@@ -13,7 +13,7 @@ def _collect(args: argparse.Namespace) -> int:
     from .collect import CollectConfig, candidates_from, collect
     from .download import DownloadPolicy
     from .register import RegisterConfig
-    from .synth import WebPairConfig
+    from .synth import EVIDENT_PAIRS
 
     sources = args.source or ["synthetic"]
     cfg = CollectConfig(
@@ -22,7 +22,7 @@ def _collect(args: argparse.Namespace) -> int:
         seed=args.seed,
         phash_distance=args.phash_distance,
         register=RegisterConfig(),
-        synthetic=WebPairConfig(),
+        synthetic=EVIDENT_PAIRS,
         photo_dir=args.photo_dir,
         keep_unmatched=args.keep_unmatched,
     )

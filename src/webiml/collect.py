@@ -34,7 +34,7 @@ import numpy as np
 
 from . import io
 from .register import RegisterConfig, Registration, register, transform_error, warp_to
-from .synth import WebPairConfig
+from .synth import EVIDENT_PAIRS, WebPairConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class CollectConfig:
     workers: int = 2
     seed: int = 0
     register: RegisterConfig = RegisterConfig()
-    synthetic: WebPairConfig = WebPairConfig()
+    synthetic: WebPairConfig = EVIDENT_PAIRS
     photo_split: str = "web"
     photo_dir: str | None = None
     keep_unmatched: bool = False  # keep pairs with no feature evidence of shared content (trusted pairings)
@@ -60,12 +60,12 @@ def config_from_params(p: dict) -> CollectConfig:
     """Build a :class:`CollectConfig` from the ``collect`` section of params.yaml."""
     import dataclasses
 
-    def sub(cls, d):
-        names = {f.name for f in dataclasses.fields(cls)}
+    def sub(base, d):
+        names = {f.name for f in dataclasses.fields(base)}
         unknown = set(d or {}) - names
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()})
+            raise ValueError(f"unknown {type(base).__name__} keys: {sorted(unknown)}")
+        return dataclasses.replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()})
 
     return CollectConfig(
         max_pixels=int(p.get("max_pixels", io.DEFAULT_MAX_PIXELS)),
@@ -74,8 +74,8 @@ def config_from_params(p: dict) -> CollectConfig:
         seed=int(p.get("seed", 0)),
         keep_unmatched=bool(p.get("keep_unmatched", False)),
         photo_dir=p.get("photo_dir"),
-        register=sub(RegisterConfig, p.get("register")),
-        synthetic=sub(WebPairConfig, p.get("synthetic")),
+        register=sub(RegisterConfig(), p.get("register")),
+        synthetic=sub(EVIDENT_PAIRS, p.get("synthetic")),
     )
 
 

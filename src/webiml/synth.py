@@ -410,6 +410,15 @@ class WebPairConfig:
     object_px: tuple[float, float] = (384, 800)
     p_second_edit: float = 0.3
     degradation: Degradation = Degradation()
+    # Evidence of SPG edits in the pair (off: the single-image test split and training mixtures
+    # use the forged side only and keep the original recipe).
+    min_changed: float = 0.0  # an edit must change this fraction of its footprint (else redrawn)
+    authentic_keeps_edit: bool = False  # the authentic side's crop keeps the edited region
+
+
+# The recipe of pair corpora (collect's synthetic source, the annotators' training pool): every
+# SPG edit has evidence in the pair, so its truth can be recovered from the pair at all.
+EVIDENT_PAIRS = WebPairConfig(min_changed=0.25, authentic_keeps_edit=True)
 
 
 @dataclass
@@ -451,6 +460,19 @@ def random_base(photo: np.ndarray, rng: np.random.Generator, side: tuple[int, in
     return base, m
 
 
+CHANGE_LEVELS = 12  # grey levels (max over channels) a pixel must move to count as changed
+MAX_DRAWS = 10
+
+
+def changed_fraction(before: np.ndarray, edit: Edit) -> float:
+    """Fraction of the edit's footprint whose pixels it moved by more than :data:`CHANGE_LEVELS`."""
+    foot = edit.mask
+    if not foot.any():
+        return 0.0
+    diff = np.abs(edit.forged.astype(np.int16) - before.astype(np.int16)).max(2)
+    return float((diff[foot] > CHANGE_LEVELS).mean())
+
+
 def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     ys, xs = np.nonzero(mask)
     return None if len(xs) == 0 else (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
@@ -470,6 +492,7 @@ def make_web_pair(
 
     ``photos`` are :class:`webiml.photos.Photo`. SPG: an in-place edit of a photo, each side then
     degraded on its own. SDG: an object of the authentic photo pasted into another photo.
+    Each op's metadata records the fraction of its footprint it ``changed``.
     """
     if len(photos) < 2:
         raise ValueError("need at least two photos (splice donors and SDG backgrounds)")
@@ -484,10 +507,14 @@ def make_web_pair(
         n_edits = 2 if rng.random() < cfg.p_second_edit else 1
         forged, alpha, ops = base, np.zeros((bh, bw), np.float32), []
         for _ in range(n_edits):
-            op = str(rng.choice(cfg.spg_ops))
-            e = spg_edit(forged, rng, op, donor=donor, **({} if op in ("text", "sticker") else blob_kw))
+            for _draw in range(MAX_DRAWS):  # an edit nobody could see (blur on clear sky) is drawn again
+                op = str(rng.choice(cfg.spg_ops))
+                e = spg_edit(forged, rng, op, donor=donor, **({} if op in ("text", "sticker") else blob_kw))
+                changed = changed_fraction(forged, e)
+                if changed >= cfg.min_changed:
+                    break
             forged, alpha = e.forged, np.maximum(alpha, e.alpha)
-            ops.append({"op": op, **e.meta})
+            ops.append({"op": op, **e.meta, "changed": round(changed, 3)})
             if op == "splice":
                 meta["donor"] = photos[j].name
         meta["ops"] = ops
@@ -505,7 +532,8 @@ def make_web_pair(
         raise ValueError(f"unknown category {category!r}; expected one of {CATEGORIES}")
 
     f_img, f_m, f_meta = degrade(forged, rng, cfg.degradation, keep_box=_box(alpha > 0.5))
-    a_img, a_m, a_meta = degrade(auth_base, rng, cfg.degradation, keep_box=meta.get("object_box"))
+    a_keep = meta.get("object_box") or (_box(alpha > 0.5) if cfg.authentic_keeps_edit else None)
+    a_img, a_m, a_meta = degrade(auth_base, rng, cfg.degradation, keep_box=a_keep)
     f_bytes = encode(f_img, f_meta["format"], f_meta.get("quality", 95))
     a_bytes = encode(a_img, a_meta["format"], a_meta.get("quality", 95))
     mask = apply_matrix_to_mask(alpha, f_m, (f_img.shape[1], f_img.shape[0]))

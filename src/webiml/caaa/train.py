@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from .. import io
 from ..register import warp_to
-from ..synth import Degradation, WebPairConfig, decode, make_web_pair
+from ..synth import EVIDENT_PAIRS, Degradation, WebPairConfig, decode, make_web_pair
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ class PoolConfig:
     base_side: tuple[int, int] = (320, 512)
     max_side: int = 768  # DASS sees images at their own scale, long side capped at this (as at inference)
     crop: int = 192  # ... in crop² windows drawn afresh at every step
+    min_changed: float = EVIDENT_PAIRS.min_changed  # SPG edits with evidence in the pair (synth.WebPairConfig)
+    authentic_keeps_edit: bool = EVIDENT_PAIRS.authentic_keeps_edit
 
 
 @dataclass
@@ -93,7 +95,8 @@ def registered_view(forged: np.ndarray, authentic: np.ndarray, transform: np.nda
 def make_pool(photos, cfg: PoolConfig, seed: int, progress: bool = True) -> Pool:
     from tqdm import tqdm
 
-    wcfg = WebPairConfig(sdg_fraction=cfg.sdg_fraction, base_side=cfg.base_side, degradation=Degradation())
+    wcfg = WebPairConfig(sdg_fraction=cfg.sdg_fraction, base_side=cfg.base_side, degradation=Degradation(),
+                         min_changed=cfg.min_changed, authentic_keeps_edit=cfg.authentic_keeps_edit)
     S = cfg.size
     n = cfg.n_pairs
     pool = Pool(
