@@ -75,6 +75,30 @@ def test_model_shapes_and_checkpoint_round_trip(tmp_path):
     assert out["category"].shape == (2, 2) and out["box"].shape == (2, 8)
 
 
+def test_corr_prior_feature_cache_gives_the_same_loss():
+    """Corr-DINO-lite's training step keeps the frozen prior features of each (pair, flip): the loss
+    equals the uncached forward's, and a cache of 0 MB keeps nothing but still trains."""
+    from webiml.caaa.train import batch, corr_step
+
+    pool = make_pool(load_photos("train"), PoolConfig(n_pairs=8, size=64, sdg_fraction=1.0), seed=2, progress=False)
+    torch.manual_seed(0)
+    c = M.CorrDINO(M.CorrConfig(weights="none", size=64)).train()
+    b = batch(pool, np.array([0, 1, 1, 3]), np.random.default_rng(0))
+    direct = M.segmentation_loss(c(b["forged"], b["authentic"]), b["mask"])
+    step = corr_step(cache_mb=1024)
+    first, again = step(c, b), step(c, b)  # computed, then read from the cache
+    assert torch.allclose(first, direct, atol=1e-5) and torch.allclose(again, direct, atol=1e-5)
+    calls = []
+    c.prior_features = lambda f, a, _pf=c.prior_features: calls.append(len(f)) or _pf(f, a)
+    step(c, b)
+    assert calls == []  # every (pair, flip) of the batch was cached
+    none = corr_step(cache_mb=0)
+    none(c, b), none(c, b)
+    assert calls == [3, 3]  # three distinct (pair, flip) keys, computed every time
+    hist = fit(c, corr_step(), pool, np.arange(8), TrainConfig(steps=4, batch_size=4, channels_last=False), seed=0, progress=False)
+    assert len(hist) == 4 and all(np.isfinite(h["loss"]) for h in hist)
+
+
 def test_corners_in_forged():
     assert np.allclose(corners_in_forged(np.eye(3), (100, 50), (100, 50)), [0, 0, 1, 0, 1, 1, 0, 1])
     half = np.diag([0.5, 0.5, 1.0])

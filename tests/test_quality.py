@@ -93,6 +93,20 @@ def test_summary_and_analysis(folders):
     assert a["sweep"][-1]["kept_n"] == 3
 
 
+def test_degraded_pairs_subset(folders):
+    assert quality.degraded({"forged_degradation": {"format": "png"}, "authentic_degradation": {"format": "png"}}) is False
+    assert quality.degraded({"forged_degradation": {"format": "jpeg", "quality": 90}, "authentic_degradation": {"format": "png"}})
+    assert quality.degraded({"forged_degradation": {"format": "png"}, "authentic_degradation": {"crop": [0, 0, 4, 4], "format": "png"}})
+    assert quality.degraded({"photo": "x"}) is None and quality.degraded(None) is None  # real pairs: unknown
+    ann, audit, _ = folders
+    assert "degraded" not in quality.summary(quality.score_annotations(ann, audit))  # the audit does not say
+    rows = quality.score_annotations(ann, audit)
+    for r, d in zip(rows, (True, True, False, None)):
+        r["degraded"] = d
+    s = quality.summary(rows)
+    assert s["degraded"]["n"] == 2 and s["degraded"]["mean_iou"] == pytest.approx(0.75)  # a and b
+
+
 def test_spearman_toy():
     rows = [{"qes": q, "iou": i, "category": "spg"} for q, i in [(0.1, 0.0), (0.4, 0.2), (0.7, 0.5), (0.9, 0.8)]]
     assert quality.qes_analysis(rows)["spearman"] == pytest.approx(1.0)

@@ -160,13 +160,19 @@ class CorrDINO(nn.Module):
         self.encoder.eval()  # frozen, BN statistics included
         return self
 
-    def evidence(self, forged: torch.Tensor, authentic: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        with torch.no_grad():
-            ff = self.encoder(_normalise(forged, self.mean, self.std))
-            fa = self.encoder(_normalise(authentic, self.mean, self.std))
+    @torch.no_grad()
+    def prior_features(self, forged: torch.Tensor, authentic: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The frozen features of both images at ``cfg.levels`` (the first one is also the context)."""
+        ff = self.encoder(_normalise(forged, self.mean, self.std))
+        fa = self.encoder(_normalise(authentic, self.mean, self.std))
+        return [ff[lvl] for lvl in self.cfg.levels], [fa[lvl] for lvl in self.cfg.levels]
+
+    def evidence(self, ff: list[torch.Tensor], fa: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per level: [max, mean, top-4 mean] of each forged location's correlation row and the
+        learned projection of its sorted top-k."""
         pooled = []
-        for i, lvl in enumerate(self.cfg.levels):
-            f, a = F.normalize(ff[lvl], dim=1), F.normalize(fa[lvl], dim=1)
+        for i, (f, a) in enumerate(zip(ff, fa)):
+            f, a = F.normalize(f, dim=1), F.normalize(a, dim=1)
             b, c, h, w = f.shape
             corr = torch.einsum("bcn,bcm->bnm", f.flatten(2), a.flatten(2))  # B × HW_f × HW_a
             k = min(self.cfg.topk, corr.shape[-1])
@@ -176,14 +182,17 @@ class CorrDINO(nn.Module):
             stats = torch.stack([top[..., 0], corr.mean(-1), top[..., :4].mean(-1)], 1).view(b, 3, h, w)
             learned = self.project[i](top.permute(0, 2, 1).reshape(b, self.cfg.topk, h, w))
             pooled.append(torch.cat([stats, learned], 1))
-        return pooled, ff[self.cfg.levels[0]]
+        return pooled
+
+    def from_features(self, ff: list[torch.Tensor], fa: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Mask logits at ``size`` from the prior features of :meth:`prior_features`."""
+        pooled = self.evidence(ff, fa)
+        grid = pooled[0].shape[-2:]
+        x = torch.cat([F.interpolate(p, size=grid, mode="bilinear", align_corners=False) for p in pooled] + [self.context(ff[0])], 1)
+        return F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
 
     def forward(self, forged: torch.Tensor, authentic: torch.Tensor) -> torch.Tensor:
-        pooled, ctx = self.evidence(forged, authentic)
-        size = pooled[0].shape[-2:]
-        x = torch.cat([F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pooled] + [self.context(ctx)], 1)
-        y = self.head(x)
-        return F.interpolate(y, size=forged.shape[-2:], mode="bilinear", align_corners=False)
+        return self.from_features(*self.prior_features(forged, authentic), size=forged.shape[-2:])
 
 
 def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

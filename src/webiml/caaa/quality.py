@@ -54,6 +54,15 @@ def _score(soft: np.ndarray, truth: np.ndarray) -> tuple[dict, float, bool]:
     return pixel_scores(soft.astype(np.float32) / 255.0, truth, threshold=0.5), q, resized
 
 
+def degraded(meta: Mapping | None) -> bool | None:
+    """Whether the web degraded a synthetic pair (either side cropped, shifted, rescaled or
+    JPEG-encoded), from its audit metadata; None when the audit does not say (real pairs)."""
+    sides = [(meta or {}).get(k) for k in ("forged_degradation", "authentic_degradation")]
+    if not any(isinstance(d, Mapping) for d in sides):
+        return None
+    return any(bool({"crop", "shift", "scale"} & set(d)) or d.get("format") == "jpeg" for d in sides if isinstance(d, Mapping))
+
+
 def score_annotations(ann: Path, audit: Path) -> list[dict]:
     """Score every annotation that has truth: one row per pair with the true and predicted category,
     QES (recomputed from the mask), IoU, F1, precision and recall. A soft mask whose size differs
@@ -83,6 +92,7 @@ def score_annotations(ann: Path, audit: Path) -> list[dict]:
             "qes": q,
             **scores,
             "resized": resized,
+            "degraded": degraded(t.get("meta")),
         })
     return rows
 
@@ -99,13 +109,17 @@ def _group(rows: Sequence[dict]) -> dict:
 
 
 def summary(rows: Sequence[dict]) -> dict:
-    """Overall and per true category: n, mean IoU, mean F1, mean QES and category accuracy
-    (predicted vs true; per category this is that category's recall)."""
+    """Overall, per true category and over the degraded pairs (when the audit says which): n, mean
+    IoU, mean F1, mean QES and category accuracy (predicted vs true; per category this is that
+    category's recall)."""
     cats = list(CATEGORIES) + sorted({str(r["category"]) for r in rows} - set(CATEGORIES))
-    return {
+    out = {
         "overall": _group(rows),
         "per_category": {c: _group([r for r in rows if str(r["category"]) == c]) for c in cats},
     }
+    if any(r.get("degraded") is not None for r in rows):
+        out["degraded"] = _group([r for r in rows if r.get("degraded")])
+    return out
 
 
 def _spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, float | None]:

@@ -166,12 +166,14 @@ def batch(pool: Pool, idx: np.ndarray, rng: np.random.Generator, flip: bool = Tr
         a = pool.authentic[idx]
     else:
         f, a, r, m = pool.forged[idx], pool.authentic[idx], pool.registered[idx], pool.mask[idx]
+    fl = np.zeros(len(idx), bool)
     if flip:
         fl = rng.random(len(idx)) < 0.5
         f, a, r, m = f.copy(), a.copy(), r.copy(), m.copy()
         f[fl], r[fl], m[fl] = f[fl, :, ::-1], r[fl, :, ::-1], m[fl, :, ::-1]
         a[fl] = a[fl, :, ::-1]
     return {
+        "index": torch.from_numpy(np.asarray(idx, np.int64)), "flipped": torch.from_numpy(fl),
         "forged": _t(f), "authentic": _t(a), "registered": _t(r),
         "mask": torch.from_numpy(m.astype(np.float32))[:, None],
         "category": torch.from_numpy(pool.category[idx]), "aligned": torch.from_numpy(pool.aligned[idx]),
@@ -258,10 +260,33 @@ def dass_step(model, b):
     return segmentation_loss(model(b["registered"], b["forged"]), b["mask"])
 
 
-def corr_step(model, b):
+def corr_step(cache_mb: float = 1024.0):
+    """Corr-DINO-lite's loss. Its prior encoder is frozen (eval mode), so the features of a pool
+    pair (and flip) never change: each is computed once and kept while the cache holds ``cache_mb``;
+    steps then cost little more than the head."""
     from .models import segmentation_loss
 
-    return segmentation_loss(model(b["forged"], b["authentic"]), b["mask"])
+    cache: dict[tuple[int, bool], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    free = [cache_mb * 2**20]
+
+    def step(model, b):
+        keys = list(zip(b["index"].tolist(), b["flipped"].tolist()))
+        todo = sorted({k for k in keys if k not in cache})
+        fresh = {}
+        if todo:
+            pos = [keys.index(k) for k in todo]
+            ff, fa = model.prior_features(b["forged"][pos], b["authentic"][pos])
+            for j, k in enumerate(todo):
+                fresh[k] = ([x[j].clone() for x in ff], [x[j].clone() for x in fa])
+                size = sum(t.numel() * t.element_size() for t in fresh[k][0] + fresh[k][1])
+                if size <= free[0]:
+                    cache[k], free[0] = fresh[k], free[0] - size
+        got = [cache.get(k) or fresh[k] for k in keys]
+        ff = [torch.stack([g[0][i] for g in got]) for i in range(len(got[0][0]))]
+        fa = [torch.stack([g[1][i] for g in got]) for i in range(len(got[0][1]))]
+        return segmentation_loss(model.from_features(ff, fa, b["forged"].shape[-2:]), b["mask"])
+
+    return step
 
 
 @torch.no_grad()
@@ -332,7 +357,8 @@ def train_annotators(params: dict, out: str | Path, plots: str | Path, seed: int
         ("classifier", lambda: PairClassifier(ClassifierConfig(size=int(params.get("classifier", {}).get("size", 128)), **enc)),
          None, tr, va, "classifier"),
         ("dass", lambda: DASS(DASSConfig(size=pcfg.crop, max_side=pcfg.max_side, **enc)), dass_step, tr[cat[tr] == 0], va[cat[va] == 0], "dass"),
-        ("corr", lambda: CorrDINO(CorrConfig(size=pcfg.size, **enc)), corr_step, tr[cat[tr] == 1], va[cat[va] == 1], "corr"),
+        ("corr", lambda: CorrDINO(CorrConfig(size=pcfg.size, **enc)), corr_step(float((params.get("corr") or {}).get("cache_mb", 1024))),
+         tr[cat[tr] == 1], va[cat[va] == 1], "corr"),
         ("unified", lambda: DASS(DASSConfig(size=pcfg.crop, max_side=pcfg.max_side, **enc)), dass_step, tr, va, "dass"),
     ]
     for name, build, step, tr_i, va_i, kind in jobs:
