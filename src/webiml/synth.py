@@ -412,7 +412,7 @@ class WebPairConfig:
     degradation: Degradation = Degradation()
     # Evidence of SPG edits in the pair (off: the single-image test split and training mixtures
     # use the forged side only and keep the original recipe).
-    min_changed: float = 0.0  # an edit must change this fraction of its footprint (else redrawn)
+    min_changed: float = 0.0  # an edit must change this fraction of its footprint (else the op is redrawn)
     authentic_keeps_edit: bool = False  # the authentic side's crop keeps the edited region
 
 
@@ -507,14 +507,18 @@ def make_web_pair(
         n_edits = 2 if rng.random() < cfg.p_second_edit else 1
         forged, alpha, ops = base, np.zeros((bh, bw), np.float32), []
         for _ in range(n_edits):
-            for _draw in range(MAX_DRAWS):  # an edit nobody could see (blur on clear sky) is drawn again
-                op = str(rng.choice(cfg.spg_ops))
-                e = spg_edit(forged, rng, op, donor=donor, **({} if op in ("text", "sticker") else blob_kw))
+            op = str(rng.choice(cfg.spg_ops))
+            kw = {} if op in ("text", "sticker") else blob_kw
+            best, best_changed = None, -1.0
+            for _draw in range(MAX_DRAWS):  # the same op elsewhere / otherwise: the mix of ops is kept
+                e = spg_edit(forged, rng, op, donor=donor, **kw)
                 changed = changed_fraction(forged, e)
+                if changed > best_changed:
+                    best, best_changed = e, changed
                 if changed >= cfg.min_changed:
                     break
-            forged, alpha = e.forged, np.maximum(alpha, e.alpha)
-            ops.append({"op": op, **e.meta, "changed": round(changed, 3)})
+            forged, alpha = best.forged, np.maximum(alpha, best.alpha)
+            ops.append({"op": op, **best.meta, "changed": round(best_changed, 3)})
             if op == "splice":
                 meta["donor"] = photos[j].name
         meta["ops"] = ops
