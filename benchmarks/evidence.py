@@ -1,13 +1,14 @@
 """How much of DASS's SPG score depends on the pairs carrying evidence of their edits (README numbers).
 
-Three single runs at mini size, each a fresh synthetic corpus (collect's recipe) and a DASS trained
-as in train_annotators (params.yaml), scored against the corpus truth (mean IoU over SPG pairs):
+Two synthetic corpora (collect's recipe, plain and evident) and two DASS models trained as in
+train_annotators (params.yaml) on a plain and an evident pool, single runs at mini size, scored
+against the corpus truth (mean IoU over SPG pairs):
 
 - plain corpus, plain pool: edits may change nothing visible or lie outside the authentic's crop;
 - evident corpus, plain pool: only the test corpus changes;
 - evident corpus, evident pool: the default (``synth.EVIDENT_PAIRS`` for both).
 
-About 4 minutes per run on 2 CPU threads. Usage: python benchmarks/evidence.py [--out FILE.json]
+About 9 minutes on 2 CPU threads. Usage: python benchmarks/evidence.py [--out FILE.json]
 """
 
 from __future__ import annotations
