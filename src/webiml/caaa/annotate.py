@@ -226,7 +226,7 @@ def _manifest_order(pairs_dir: Path) -> dict[str, int]:
 # ------------------------------------------------------------------------------ jsonl helpers
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+def iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
     """(line, object) of each parseable line holding an ``id``; other lines are skipped (logged)."""
     if not path.is_file():
         return
@@ -353,7 +353,7 @@ def _done_ids(out: Path) -> set[str]:
     """Ids with a record (in any annotations file of ``out``) whose mask exists."""
     done: set[str] = set()
     for path in [out / ANNOTATIONS, *_rank_files(out, "annotations")]:
-        for _, obj in _iter_jsonl(path):
+        for _, obj in iter_jsonl(path):
             mask = obj.get("mask")
             if isinstance(mask, str) and (out / mask).is_file():
                 done.add(obj["id"])
@@ -553,13 +553,13 @@ def merge_shards(out: Path, world_size: int) -> dict:
     rej_files = [out / REJECTED, *_rank_files(out, "rejected")]
     ann: dict[str, tuple[str, dict]] = {}
     for path in ann_files:
-        for line, obj in _iter_jsonl(path):
+        for line, obj in iter_jsonl(path):
             mask = obj.get("mask")
             if obj["id"] in order and isinstance(mask, str) and (out / mask).is_file():
                 ann[obj["id"]] = (line, obj)
     rej: dict[str, tuple[str, dict]] = {}
     for path in rej_files:
-        for line, obj in _iter_jsonl(path):
+        for line, obj in iter_jsonl(path):
             if obj["id"] in order and obj["id"] not in ann:
                 rej[obj["id"]] = (line, obj)
 

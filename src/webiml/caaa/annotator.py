@@ -8,7 +8,6 @@ go to Corr-DINO-lite (on the authentic image as collected). The unified baseline
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 
 from .. import io
 from ..models.checkpoint import load_checkpoint
-from .annotate import ALIGNED_STATUSES, AnnotationResult, PairInputs
+from .annotate import ALIGNED_STATUSES, AnnotationResult, PairInputs, iter_jsonl
 from .models import to_tensor
 from .train import registered_view
 
@@ -152,15 +151,7 @@ class CAAAnnotator:
 def reusable_dass_masks(folder: str | Path) -> dict[str, Path]:
     """Pair id → soft mask of the pairs DASS annotated in a CAAAv2 annotation folder."""
     folder = Path(folder)
-    out = {}
-    for line in (folder / "annotations.jsonl").read_text().splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by an interrupted run
-            continue
-        if r.get("annotator") == "dass":
-            out[r["id"]] = folder / r["mask"]
-    return out
+    return {r["id"]: folder / r["mask"] for _, r in iter_jsonl(folder / "annotations.jsonl") if r.get("annotator") == "dass"}
 
 
 class UnifiedAnnotator:
