@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -53,6 +55,65 @@ def test_every_stage_lists_exactly_its_params_and_notebook():
         else:
             imports = [v for v in IMPORTS.get(name, {}).values()]
             assert sorted(stage["params"]) == sorted(["seed", name, *imports])
+
+
+def _module_file(module: str) -> Path | None:
+    p = ROOT / "src" / Path(*module.split("."))
+    for f in (p / "__init__.py", p.with_suffix(".py")):
+        if f.is_file():
+            return f
+    return None
+
+
+def _webiml_imports(code: str, package: str) -> set[str]:
+    """Modules of webiml that ``code`` imports (anywhere, lazily too) or names as a
+    ``"webiml.module:attr"`` string (annotators and models are built from such specs)."""
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            mod = ".".join(parts + ([node.module] if node.module else []))
+            found |= {mod} | {f"{mod}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            m = re.fullmatch(r"(webiml(?:\.\w+)+)(?::[\w.]+)?", node.value)
+            if m:
+                found.add(m.group(1))
+    return {m for m in found if m.split(".")[0] == "webiml"}
+
+
+def _code_closure(modules: set[str]) -> set[str]:
+    files: dict[Path, None] = {}
+    todo = list(modules)
+    while todo:
+        mod = todo.pop()
+        f = _module_file(mod)
+        if f is None or f in files:
+            continue
+        files[f] = None
+        todo += _webiml_imports(f.read_text(), mod if f.name == "__init__.py" else mod.rpartition(".")[0])
+    def code(f: Path) -> bool:  # a docstring-only __init__ runs nothing
+        body = ast.parse(f.read_text()).body
+        return f.name != "__init__.py" or any(not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)) for n in body)
+
+    return {f.relative_to(ROOT).as_posix() for f in files if code(f)}
+
+
+def test_every_stage_depends_on_the_code_it_runs():
+    """A stage whose code changed must re-run: its deps cover every webiml module its notebook
+    (and the stage runner) imports, transitively."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in dvc.items():
+        nb = json.loads((ROOT / f"notebooks/{STAGES[name]}.ipynb").read_text())
+        code = "\n".join(
+            line for c in nb["cells"] if c["cell_type"] == "code"
+            for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
+        needed = _code_closure(_webiml_imports(code, "") | {"webiml.stage"})
+        deps = [d.rstrip("/") for d in stage["deps"]]
+        missing = sorted(f for f in needed if not any(f == d or f.startswith(d + "/") for d in deps))
+        assert not missing, f"stage {name} does not depend on {missing}"
 
 
 def test_overlay_and_stage_parameters():
