@@ -68,17 +68,22 @@ def _down(img: np.ndarray, side: int, max_up: float = 1.0) -> tuple[np.ndarray, 
 
 
 def warp_to(authentic: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Warp ``authentic`` into a frame of ``size=(w, h)``; also return the bool coverage mask."""
+    """Warp ``authentic`` into a frame of ``size=(w, h)``; also return the bool coverage mask.
+
+    A pixel is covered only when its bilinear footprint lies wholly inside the authentic image:
+    the rim where interpolation blends in the black border would otherwise read as a thin line
+    of differences along the authentic's edge (a false edit for the SPG annotators)."""
     w, h = size
     ah, aw = authentic.shape[:2]
-    flags = cv2.INTER_LINEAR
+    ones = np.full((ah, aw), 255, np.uint8)
+    kw = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if _is_affine(matrix):
-        out = cv2.warpAffine(authentic, matrix[:2], (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT)
-        cov = cv2.warpAffine(np.full((ah, aw), 255, np.uint8), matrix[:2], (w, h), flags=cv2.INTER_NEAREST)
+        out = cv2.warpAffine(authentic, matrix[:2], (w, h), **kw)
+        cov = cv2.warpAffine(ones, matrix[:2], (w, h), **kw)
     else:
-        out = cv2.warpPerspective(authentic, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT)
-        cov = cv2.warpPerspective(np.full((ah, aw), 255, np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST)
-    return out, cov > 0
+        out = cv2.warpPerspective(authentic, matrix, (w, h), **kw)
+        cov = cv2.warpPerspective(ones, matrix, (w, h), **kw)
+    return out, cov == 255
 
 
 def _is_affine(m: np.ndarray) -> bool:
