@@ -136,10 +136,27 @@ def test_native_crops_are_drawn_afresh_and_stay_aligned():
     assert f.shape == (48, 48, 3) and m[5:10, 5:10].all() and m.sum() == 25 and f[30:, 40:].max() == 0
 
 
+def test_native_scale_caps_large_and_raises_small_images():
+    from webiml.caaa.train import native_scale, native_view
+
+    assert native_scale(300, 1536, 768) == 0.5 and native_scale(300, 600, 768) == 1.0
+    assert native_scale(300, 600, 768, min_side=512) == 1.0  # already large enough
+    assert native_scale(150, 256, 768, min_side=512) == 2.0
+    assert native_scale(150, 256, 384, min_side=512) == 1.5  # never beyond max_side
+    assert native_scale(300, 1536, 768, min_side=512) == 0.5
+    # an enlarged view keeps image and mask aligned (bilinear image, nearest mask)
+    img = np.zeros((20, 32, 3), np.uint8)
+    img[4:8, 8:16] = 255
+    mask = (img[..., 0] > 0).astype(np.uint8)
+    f, r, m = native_view([img, img, mask], 48, 768, min_side=64)
+    assert f.shape == (48, 64, 3) and m.shape == (48, 64)  # 40 x 64, padded to the crop height
+    assert m.sum() == 4 * mask.sum() and m[8:16, 16:32].all() and (f[..., 0][m > 0] >= 128).all() and f[..., 0][m == 0].max() < 128
+
+
 class _Const(torch.nn.Module):
     def __init__(self, value: float, size: int = 32):
         super().__init__()
-        self.value, self.cfg = value, type("C", (), {"size": size, "max_side": 64})()
+        self.value, self.cfg = value, type("C", (), {"size": size, "max_side": 64, "min_side": 0})()
         self.calls = 0
 
     def forward(self, x, y):
@@ -148,6 +165,21 @@ class _Const(torch.nn.Module):
 
     def predict_tta(self, a, f):
         return torch.sigmoid(self(a, f))
+
+
+def test_dass_native_runs_small_images_at_min_side_and_answers_at_their_size():
+    from webiml.caaa.annotator import dass_native
+
+    model = _Const(0.7)
+    model.cfg.min_side, model.cfg.max_side = 96, 128
+    seen = []
+    model.predict_tta = lambda a, f: (seen.append(tuple(f.shape[-2:])), torch.sigmoid(model(a, f)))[1]
+    prob = dass_native(model, np.zeros((30, 48, 3), np.uint8), np.zeros((30, 48, 3), np.uint8))
+    assert seen == [(64, 96)]  # 30 x 48 enlarged 2x to a 96 long side, padded to multiples of 32
+    assert prob.shape == (30, 48) and np.allclose(prob, 0.7, atol=1e-4)
+    model.cfg.min_side = 0
+    dass_native(model, np.zeros((30, 48, 3), np.uint8), np.zeros((30, 48, 3), np.uint8))
+    assert seen[-1] == (32, 64)  # its own scale
 
 
 class _Cls(torch.nn.Module):

@@ -19,7 +19,7 @@ from .. import io
 from ..models.checkpoint import load_checkpoint
 from .annotate import ALIGNED_STATUSES, AnnotationResult, PairInputs, iter_jsonl
 from .models import to_tensor
-from .train import registered_view
+from .train import native_scale, registered_view
 
 MODEL_FILES = {"classifier": "classifier.pt", "dass": "dass.pt", "corr": "corr.pt", "unified": "unified.pt"}
 DEFAULT_MODELS_DIR = Path("models/annotators")
@@ -47,16 +47,16 @@ def _spg_view(p: PairInputs) -> np.ndarray:
 
 @torch.no_grad()
 def dass_native(model, forged: np.ndarray, authentic_view: np.ndarray, tta: bool = True) -> np.ndarray:
-    """Run a DASS-type model at the image's own scale (long side capped at ``cfg.max_side``,
+    """Run a DASS-type model at the scale it was trained at (:func:`~webiml.caaa.train.native_scale`,
     padded to a multiple of 32); return the probability at the forged image's size."""
     h, w = forged.shape[:2]
-    s = min(1.0, model.cfg.max_side / max(h, w))
+    s = native_scale(h, w, model.cfg.max_side, model.cfg.min_side)
     nh, nw = max(32, round(h * s)), max(32, round(w * s))
     ph, pw = (-nh) % 32, (-nw) % 32
 
     def prep(img: np.ndarray) -> torch.Tensor:
         if (nh, nw) != (h, w):
-            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
         img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect")
         return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
 

@@ -84,6 +84,7 @@ class DASSConfig:
     weights: str = "offline"
     size: int = 256  # training crop
     max_side: int = 768  # inference runs at the image's own scale, long side capped at this
+    min_side: int = 0  # ... and smaller images upsampled to this long side (caaa.train.native_scale)
     width: int = 64
 
 

@@ -38,6 +38,7 @@ class PoolConfig:
     sdg_fraction: float = 0.5
     base_side: tuple[int, int] = (320, 512)
     max_side: int = 768  # DASS sees images at their own scale, long side capped at this (as at inference)
+    min_side: int = 512  # ... and smaller images upsampled to this long side (see native_scale)
     crop: int = 192  # ... in crop² windows drawn afresh at every step
     min_changed: float = EVIDENT_PAIRS.min_changed  # SPG edits with evidence in the pair (synth.WebPairConfig)
     authentic_keeps_edit: bool = EVIDENT_PAIRS.authentic_keeps_edit
@@ -114,7 +115,7 @@ def make_pool(photos, cfg: PoolConfig, seed: int, progress: bool = True) -> Pool
         pool.authentic[i] = _square(a, S)
         pool.registered[i] = _square(reg, S)
         pool.mask[i] = _square(p.mask.astype(np.uint8) * 255, S) > 127
-        pool.native.append(native_view([f, reg, p.mask.astype(np.uint8)], cfg.crop, cfg.max_side))
+        pool.native.append(native_view([f, reg, p.mask.astype(np.uint8)], cfg.crop, cfg.max_side, cfg.min_side))
         pool.category[i] = 0 if p.category == "spg" else 1
         if p.transform is not None:
             box = corners_in_forged(p.transform, (a.shape[1], a.shape[0]), (f.shape[1], f.shape[0]))
@@ -124,15 +125,32 @@ def make_pool(photos, cfg: PoolConfig, seed: int, progress: bool = True) -> Pool
     return pool
 
 
-def native_view(images: list[np.ndarray], size: int, max_side: int) -> list[np.ndarray]:
-    """Aligned images (the last one a mask) at the scale the annotator sees at inference (long
-    side capped at ``max_side``), zero-padded to at least size × size."""
+def native_scale(h: int, w: int, max_side: int, min_side: int = 0) -> float:
+    """The scale DASS works at, in training and at inference: the image's own, long side capped at
+    ``max_side`` and, for smaller images, raised to ``min_side``: at a stride-4 output an edit of
+    a few hundred pixels in a small web image would otherwise span only a few output cells."""
+    long = max(h, w)
+    s = min(1.0, max_side / long)
+    if min_side and long * s < min(min_side, max_side):
+        s = min(min_side, max_side) / long
+    return s
+
+
+def rescale(img: np.ndarray, s: float, mask: bool = False) -> np.ndarray:
+    """``img`` scaled by ``s`` (nearest for masks; area to shrink, bilinear to enlarge images)."""
+    if s == 1.0:
+        return img
+    h, w = img.shape[:2]
+    interp = cv2.INTER_NEAREST if mask else (cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
+
+
+def native_view(images: list[np.ndarray], size: int, max_side: int, min_side: int = 0) -> list[np.ndarray]:
+    """Aligned images (the last one a mask) at the scale the annotator sees at inference
+    (:func:`native_scale`), zero-padded to at least size × size."""
+    s = native_scale(*images[0].shape[:2], max_side, min_side)
+    images = [rescale(im, s, mask=k == len(images) - 1) for k, im in enumerate(images)]
     h, w = images[0].shape[:2]
-    s = min(1.0, max_side / max(h, w))
-    if s < 1.0:
-        nw, nh = round(w * s), round(h * s)
-        images = [cv2.resize(im, (nw, nh), interpolation=cv2.INTER_NEAREST if im.ndim == 2 else cv2.INTER_AREA) for im in images]
-        h, w = nh, nw
     ph, pw = max(0, size - h), max(0, size - w)
     if ph or pw:
         images = [np.pad(im, ((0, ph), (0, pw)) + ((0, 0),) * (im.ndim - 2)) for im in images]
@@ -333,12 +351,19 @@ def _sub(cls, d: dict | None):
     return cls(**d)
 
 
+def dass_config(pool: PoolConfig, **kw):
+    """The DASS (and unified baseline) config that matches the pool's native-scale crops."""
+    from .models import DASSConfig
+
+    return DASSConfig(size=pool.crop, max_side=pool.max_side, min_side=pool.min_side, **kw)
+
+
 def train_annotators(params: dict, out: str | Path, plots: str | Path, seed: int = 0, progress: bool = True) -> dict:
     """Train classifier, DASS, Corr-DINO-lite and the unified baseline; save checkpoints with
     their configs into ``out`` and training curves into ``plots``; return held-out metrics."""
     from ..models.checkpoint import save_checkpoint
     from ..photos import load_photos
-    from .models import DASS, ClassifierConfig, CorrConfig, CorrDINO, DASSConfig, PairClassifier
+    from .models import DASS, ClassifierConfig, CorrConfig, CorrDINO, PairClassifier
 
     torch.set_num_threads(int(params.get("threads", 2)))
     out, plots = Path(out), Path(plots)
@@ -356,10 +381,10 @@ def train_annotators(params: dict, out: str | Path, plots: str | Path, seed: int
     jobs = [
         ("classifier", lambda: PairClassifier(ClassifierConfig(size=int(params.get("classifier", {}).get("size", 128)), **enc)),
          None, tr, va, "classifier"),
-        ("dass", lambda: DASS(DASSConfig(size=pcfg.crop, max_side=pcfg.max_side, **enc)), dass_step, tr[cat[tr] == 0], va[cat[va] == 0], "dass"),
+        ("dass", lambda: DASS(dass_config(pcfg, **enc)), dass_step, tr[cat[tr] == 0], va[cat[va] == 0], "dass"),
         ("corr", lambda: CorrDINO(CorrConfig(size=pcfg.size, **enc)), corr_step(float((params.get("corr") or {}).get("cache_mb", 1024))),
          tr[cat[tr] == 1], va[cat[va] == 1], "corr"),
-        ("unified", lambda: DASS(DASSConfig(size=pcfg.crop, max_side=pcfg.max_side, **enc)), dass_step, tr, va, "dass"),
+        ("unified", lambda: DASS(dass_config(pcfg, **enc)), dass_step, tr, va, "dass"),
     ]
     for name, build, step, tr_i, va_i, kind in jobs:
         tcfg = _sub(TrainConfig, params.get(name))
