@@ -348,10 +348,12 @@ def test_changed_fraction_counts_footprint_pixels_the_edit_moved():
 
 
 def _truth_outside_authentic(p) -> float:
-    """Fraction of the truth the authentic image does not cover (in the forged frame)."""
+    """Fraction of the truth the authentic image does not contain (in the forged frame; nearest
+    pixel, unlike warp_to's coverage, which also drops the interpolated rim)."""
     a = decode(p.authentic_bytes)
     f = decode(p.forged_bytes)
-    _, cov = warp_to(a, p.transform, (f.shape[1], f.shape[0]))
+    ones = np.full(a.shape[:2], 255, np.uint8)
+    cov = cv2.warpPerspective(ones, np.asarray(p.transform, float), (f.shape[1], f.shape[0]), flags=cv2.INTER_NEAREST) > 0
     return float((p.mask & ~cov).sum() / max(p.mask.sum(), 1))
 
 
