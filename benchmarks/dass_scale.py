@@ -21,27 +21,8 @@ import numpy as np
 import torch
 import yaml
 
-from evidence import ROOT, make_corpus, train_dass
+from evidence import ROOT, make_corpus, score_spg, train_dass
 from webiml import io
-from webiml.caaa.annotate import load_pair
-from webiml.caaa.annotator import _spg_view, dass_native
-from webiml.evaluate.metrics import pixel_scores
-
-
-def score(model, corpus: Path) -> dict:
-    recs = {r.id: r for r in io.read_pairs(corpus / "pairs")}
-    ious, small = [], []
-    for t in io.read_jsonl(corpus / "audit" / "audit.jsonl"):
-        if t["category"] != "spg" or t["id"] not in recs:
-            continue
-        pair = load_pair(corpus / "pairs", recs[t["id"]])
-        truth = io.read_mask(corpus / "audit" / t["mask"]) > 0
-        iou = pixel_scores(dass_native(model, pair.forged, _spg_view(pair), tta=True), truth, threshold=0.5)["iou"]
-        ious.append(iou)
-        if truth.mean() < 0.01:
-            small.append(iou)
-    return {"n": len(ious), "spg_iou": round(float(np.mean(ious)), 4),
-            "n_small": len(small), "small_iou": round(float(np.mean(small)), 4) if small else None}
 
 
 def main() -> int:
@@ -56,10 +37,11 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         corpus = make_corpus(dict(params, seed=1), Path(tmp), plain=False)  # validation corpus
-        for min_side in (0, int(params["train_annotators"]["pool"].get("min_side", 512)) or 512):
+        enlarged = int(params["train_annotators"]["pool"].get("min_side") or 512)
+        for min_side in (0, enlarged):
             for seed in args.seeds:
                 model, secs = train_dass(params, False, seed, pool_seed=int(params["seed"]), min_side=min_side)
-                row = {"min_side": min_side, "seed": seed, "train_seconds": round(secs, 1), **score(model, corpus)}
+                row = {"min_side": min_side, "seed": seed, "train_seconds": round(secs, 1), **score_spg(model, corpus)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for m in sorted({r["min_side"] for r in rows}):

@@ -59,18 +59,23 @@ def train_dass(params: dict, plain: bool, seed: int, pool_seed: int | None = Non
     return model, time.perf_counter() - t0
 
 
-def score_spg(model: DASS, corpus: Path) -> dict:
+def score_spg(model: DASS, corpus: Path, small: float = 0.01) -> dict:
+    """Mean IoU over the corpus's SPG pairs, per first edit op, and over edits under ``small`` of the image."""
     recs = {r.id: r for r in io.read_pairs(corpus / "pairs")}
     per_op: dict[str, list[float]] = defaultdict(list)
+    small_ious = []
     for t in io.read_jsonl(corpus / "audit" / "audit.jsonl"):
         if t["category"] != "spg" or t["id"] not in recs:
             continue
         pair = load_pair(corpus / "pairs", recs[t["id"]])
-        prob = dass_native(model, pair.forged, _spg_view(pair), tta=True)
-        iou = pixel_scores(prob, io.read_mask(corpus / "audit" / t["mask"]) > 0, threshold=0.5)["iou"]
+        truth = io.read_mask(corpus / "audit" / t["mask"]) > 0
+        iou = pixel_scores(dass_native(model, pair.forged, _spg_view(pair), tta=True), truth, threshold=0.5)["iou"]
         per_op[t["meta"]["ops"][0]["op"]].append(iou)
+        if truth.mean() < small:
+            small_ious.append(iou)
     ious = [v for vs in per_op.values() for v in vs]
-    return {"n": len(ious), "spg_iou": round(float(np.mean(ious)), 3),
+    return {"n": len(ious), "spg_iou": round(float(np.mean(ious)), 4),
+            "n_small": len(small_ious), "small_iou": round(float(np.mean(small_ious)), 4) if small_ious else None,
             "per_op": {k: round(float(np.mean(v)), 3) for k, v in sorted(per_op.items())}}
 
 
