@@ -121,7 +121,11 @@ def test_predict_prob_matches_the_model_at_native_size(pipeline):
 def test_synthetic_testset_is_deterministic_and_held_out(tmp_path, tree_digest):
     r = build_synthetic_testset(tmp_path / "a", n=12, seed=5, base_side=(160, 200))
     build_synthetic_testset(tmp_path / "b", n=12, seed=5, base_side=(160, 200))
-    assert tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
+    a, b = tree_digest(tmp_path / "a"), tree_digest(tmp_path / "b")
+    assert a.pop("index.json") != b.pop("index.json") and a == b  # the index holds absolute paths ...
+    rel = [[[str(Path(p).relative_to(tmp_path / d)) if p != "Negative" else p for p in e]
+            for e in json.loads((tmp_path / d / "index.json").read_text())] for d in "ab"]
+    assert rel[0] == rel[1]  # ... to the same files
     assert sum(r["counts"].values()) == 12 and set(r["photos"]) == set(photo_names("test"))
     assert set(r["photos"]).isdisjoint(photo_names("train") + photo_names("web"))
     entries = dataset_entries(tmp_path / "a" / "index.json")

@@ -481,7 +481,7 @@ def test_benco_round_trip_relative(tmp_path):
     ma.parent.mkdir(parents=True)
     write_mask(ma, np.eye(16, dtype=bool))
     idx = tmp_path / "indexes" / "sub" / "index.json"
-    write_benco_index(idx, [(a, ma), (b, None)])
+    write_benco_index(idx, [(a, ma), (b, None)], paths="relative")
     raw = json.loads(idx.read_text())
     assert raw == [["../../data/img/a.png", "../../data/mask/a.png"], ["../../data/img/b.png", "Negative"]]
     back = read_benco_index(idx)
@@ -491,12 +491,38 @@ def test_benco_round_trip_relative(tmp_path):
     assert back[0][0].is_file() and back[0][1].is_file()
 
 
-def test_benco_absolute_and_not_relative(tmp_path):
+def test_benco_absolute_by_default(tmp_path):
     a = _img(tmp_path / "a.png")
     idx = tmp_path / "sub" / "i.json"
-    write_benco_index(idx, [(a, None)], relative=False)
+    write_benco_index(idx, [(a, None)])
     assert json.loads(idx.read_text()) == [[a.as_posix(), "Negative"]]
     assert read_benco_index(idx) == [(a, None)]
+    with pytest.raises(ValueError, match="paths"):
+        write_benco_index(idx, [(a, None)], paths="rel")
+
+
+def test_benco_index_loads_from_any_working_directory(tmp_path, monkeypatch):
+    """Written from a relative path, read the way IMDL-BenCo reads it: paths as written, no base,
+    from another working directory."""
+    monkeypatch.chdir(tmp_path)
+    _img(Path("ds") / "imgs" / "a.png")
+    Path("ds/masks").mkdir()
+    write_mask(Path("ds/masks/a.png"), np.eye(16, dtype=bool))
+    write_benco_index(Path("ds/index.json"), [(Path("ds/imgs/a.png"), Path("ds/masks/a.png"))])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    [[img, mask]] = json.loads((tmp_path / "ds" / "index.json").read_text())
+    assert Path(img).is_file() and Path(mask).is_file()
+
+
+def test_benco_moved_absolute_index_reads_from_its_folder(tmp_path):
+    a = _img(tmp_path / "one" / "ds" / "imgs" / "a.png")
+    write_benco_index(tmp_path / "one" / "ds" / "index.json", [(a, None)])
+    (tmp_path / "one").rename(tmp_path / "two")
+    with pytest.warns(UserWarning, match="1 absolute paths do not exist"):
+        back = read_benco_index(tmp_path / "two" / "ds" / "index.json")
+    assert back == [(tmp_path / "two" / "ds" / "imgs" / "a.png", None)]
 
 
 @pytest.mark.parametrize(

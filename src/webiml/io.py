@@ -293,44 +293,68 @@ def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
 # ------------------------------------------------------------------------ dataset indexes
 
 
+INDEX_PATHS = ("absolute", "relative")
+
+
 def read_benco_index(path: str | os.PathLike) -> list[tuple[Path, Path | None]]:
     """Read an IMDL-BenCo JSON index: a list of ``[image, mask]``, mask ``"Negative"`` = authentic.
 
-    Relative paths are resolved against the index file's folder.
+    Relative paths are resolved against the index file's folder. An absolute path that does not
+    exist but whose tail does under the index's folder (an index written with absolute paths,
+    then moved or pulled into another checkout) is read from there, with a warning.
     """
     path = Path(path)
     entries = json.loads(path.read_text())
     if not isinstance(entries, list):
         raise ValueError(f"{path}: a BenCo index is a JSON list of [image, mask] pairs")
     out: list[tuple[Path, Path | None]] = []
+    moved = 0
     for i, e in enumerate(entries):
         if not (isinstance(e, (list, tuple)) and len(e) == 2 and all(isinstance(s, str) for s in e)):
             raise ValueError(f"{path}: entry {i} is not [image, mask]: {e!r}")
-        img, mask = e
-        out.append((_resolve(path.parent, img), None if mask == NEGATIVE else _resolve(path.parent, mask)))
+        img, img_moved = _resolve(path.parent, e[0])
+        mask, mask_moved = (None, False) if e[1] == NEGATIVE else _resolve(path.parent, e[1])
+        moved += img_moved + mask_moved
+        out.append((img, mask))
+    if moved:
+        warnings.warn(f"{path}: {moved} absolute paths do not exist; read them from the index's folder instead "
+                      "(rebuild the index for tools that resolve paths as written)", stacklevel=2)
     return out
 
 
-def _resolve(base: Path, p: str) -> Path:
+def _resolve(base: Path, p: str) -> tuple[Path, bool]:
+    """(path, whether an absolute path was relocated under ``base``)."""
     q = Path(p)
-    return q if q.is_absolute() else base / q
+    if not q.is_absolute():
+        return base / q, False
+    if not q.exists():
+        for i in range(1, len(q.parts)):  # the longest tail that exists under base
+            cand = base.joinpath(*q.parts[i:])
+            if cand.exists():
+                return cand, True
+    return q, False
 
 
 def write_benco_index(
-    path: str | os.PathLike, entries: Iterable[tuple[str | os.PathLike, str | os.PathLike | None]], relative: bool = True
+    path: str | os.PathLike, entries: Iterable[tuple[str | os.PathLike, str | os.PathLike | None]], paths: str = "absolute"
 ) -> None:
-    """Write a BenCo JSON index; paths are made relative to the index folder when possible."""
+    """Write a BenCo JSON index. ``paths="absolute"`` (default) stores absolute paths, which load
+    from any working directory (IMDL-BenCo resolves paths as written, against the current
+    directory); ``"relative"`` stores them relative to the index folder where possible, for a
+    dataset that is to be moved (our readers resolve those against the index's folder)."""
+    if paths not in INDEX_PATHS:
+        raise ValueError(f"paths must be one of {INDEX_PATHS}, got {paths!r}")
     path = Path(path)
-    base = path.parent.resolve()
+    base = Path(os.path.abspath(path.parent))
 
-    def rel(p: str | os.PathLike) -> str:
-        q = Path(p)
-        if relative:
+    def fmt(p: str | os.PathLike) -> str:
+        q = Path(os.path.abspath(p))
+        if paths == "relative":
             with contextlib.suppress(ValueError):
-                return Path(os.path.relpath(q.resolve(), base)).as_posix()
+                return Path(os.path.relpath(q, base)).as_posix()
         return q.as_posix()
 
-    data = [[rel(img), NEGATIVE if mask is None else rel(mask)] for img, mask in entries]
+    data = [[fmt(img), NEGATIVE if mask is None else fmt(mask)] for img, mask in entries]
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 

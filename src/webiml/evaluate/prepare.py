@@ -459,7 +459,7 @@ def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include
         io.write_mask(out_mask, truth)
         entries.append((image, out_mask))
 
-    io.write_benco_index(out / "index.json", entries, relative=False)
+    io.write_benco_index(out / "index.json", entries)
     with io.JsonlWriter(out / "rejected.jsonl") as rejected:
         for item in skipped:
             rejected.write(item)
