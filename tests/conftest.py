@@ -1,4 +1,4 @@
-"""Shared fixtures for the synth / register / collect tests (all offline, all seeded)."""
+"""Shared fixtures for the synth / register / collect / annotator tests (all offline, all seeded)."""
 
 from __future__ import annotations
 
@@ -59,3 +59,20 @@ def tree_digest():
         }
 
     return digest
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """CAAAv2 checkpoints with random weights (plumbing only, never a trained annotator)."""
+    import torch
+
+    from webiml.caaa import models as M
+    from webiml.models.checkpoint import save_checkpoint
+
+    d = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    for name, model in (("classifier", M.PairClassifier(M.ClassifierConfig(weights="none", size=64))),
+                        ("dass", M.DASS(M.DASSConfig(weights="none", size=64))),
+                        ("corr", M.CorrDINO(M.CorrConfig(weights="none", size=64)))):
+        save_checkpoint(d / f"{name}.pt", model, model.cfg)
+    return d

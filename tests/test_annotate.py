@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import os
 import shutil
 import socket
@@ -31,7 +32,8 @@ from webiml.caaa.qes import qes
 
 W, H = 64, 48
 SQUARE = (slice(14, 30), slice(20, 36))  # rows, cols of the bright square in the identity pair
-RECORD_KEYS = {"id", "forged", "mask", "category", "category_prob", "aligned", "qes", "annotator", "seconds"}
+RECORD_KEYS = {"id", "forged", "mask", "category", "category_prob", "aligned", "registration", "qes", "mask_fraction",
+               "refused", "annotator", "seconds"}
 
 
 def _smooth(rng: np.random.Generator, w: int = W, h: int = H) -> np.ndarray:
@@ -183,6 +185,12 @@ def test_outputs_and_record_fields(pairs, reference):
         assert (r["category"], r["category_prob"], r["annotator"]) == ("spg", 0.5, "naive")
         assert r["aligned"] == (manifest[r["id"]].flags[0] in ("identity", "registered"))
         assert r["seconds"] >= 0 and 0.0 <= r["qes"] <= 1.0
+        assert r["registration"] == manifest[r["id"]].flags[0]
+        mask = io.read_soft_mask(out / r["mask"])
+        assert r["mask_fraction"] == pytest.approx(float((mask > 127).mean()), abs=1e-6)
+        assert r["refused"] == ("empty-mask" if r["mask_fraction"] == 0 else "mask-too-large" if r["mask_fraction"] > 0.75 else None)
+    assert report["n_refused"] == sum(bool(r["refused"]) for r in recs)
+    assert report["refused_by_reason"] == dict(Counter(r["refused"] for r in recs if r["refused"]))
     assert not next(r for r in recs if r["id"] == "p2-unreg")["aligned"]
     rej = _records(out, "rejected.jsonl")
     assert [(r["id"], r["reason"]) for r in rej] == [("p3-missing", "missing-file"), ("p5b-badov", "size-mismatch")]

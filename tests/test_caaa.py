@@ -241,17 +241,6 @@ def test_auto_route_trusts_a_decisive_registration():
     assert [c[0] for c in ann.classify(pairs)] == ["spg", "sdg", "sdg"]
 
 
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    for name, model in (("classifier", M.PairClassifier(M.ClassifierConfig(weights="none", size=64))),
-                        ("dass", M.DASS(M.DASSConfig(weights="none", size=64))),
-                        ("corr", M.CorrDINO(M.CorrConfig(weights="none", size=64)))):
-        save_checkpoint(d / f"{name}.pt", model, model.cfg)  # random weights: plumbing only
-    return d
-
-
 def test_annotate_pair_on_mismatched_sizes(tmp_path, tiny_models, capsys):
     import cv2
 
@@ -271,7 +260,8 @@ def test_annotate_pair_on_mismatched_sizes(tmp_path, tiny_models, capsys):
     assert r["registration"] == "registered" and r["category"] in ("spg", "sdg")
     mask, _ = io.read_image(tmp_path / "m.png")
     assert mask.shape[:2] == forged.shape[:2]
-    assert 0.0 <= r["qes"] <= 1.0 and r["kept"] == (r["qes"] > 0.5)
+    assert 0.0 <= r["qes"] <= 1.0 and r["qes_kept"] == (r["qes"] > 0.5)
+    assert r["kept"] == (r["qes_kept"] and r["refused"] is None)
 
 
 def test_annotate_pair_without_models_says_which_stage(tmp_path, capsys):

@@ -13,6 +13,7 @@ from PIL import Image
 
 from webiml import io
 from webiml.caaa.dataset import build_dataset
+from webiml.caaa.guard import GuardConfig
 
 H, W = 12, 16
 
@@ -66,7 +67,7 @@ def test_build_dataset(folders):
     assert sorted(p.name for p in (out / "imgs").iterdir()) == ["good.jpg"]
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["good.png"]
     assert (out / "imgs" / "good.jpg").read_bytes() == (pairs / "pairs/good/forged.jpg").read_bytes()
-    assert json.loads((out / "index.json").read_text()) == [["imgs/good.jpg", "masks/good.png"]]
+    assert json.loads((out / "index.json").read_text()) == [[(out / "imgs/good.jpg").as_posix(), (out / "masks/good.png").as_posix()]]
     [(img, mask)] = io.read_benco_index(out / "index.json")
     assert img.exists() and mask.exists()
     raw = np.asarray(Image.open(out / "masks" / "good.png"))
@@ -80,7 +81,10 @@ def test_build_dataset(folders):
     assert dropped["nomask"]["reason"] == "missing-mask" and dropped["nomask"]["qes"] is None
 
     on_disk = json.loads((out / "report.json").read_text())
-    assert on_disk == json.loads(json.dumps(report))
+    assert report["seconds"] >= 0 and on_disk == json.loads(json.dumps({k: v for k, v in report.items() if k != "seconds"}))
+    before_rerun = _snapshot(out)
+    build_dataset(ann, out, progress=False)
+    assert _snapshot(out) == before_rerun  # a re-run writes the same bytes (DVC sees no change downstream)
     assert (report["threshold"], report["n"], report["kept"], report["dropped"]) == (0.5, 3, 1, 2)
     assert report["per_category"] == {"spg": {"kept": 1, "dropped": 0}, "sdg": {"kept": 0, "dropped": 2}}
     hist = report["qes_histogram"]
@@ -130,3 +134,59 @@ def test_refuses_to_write_over_inputs(folders):
     with pytest.raises(ValueError):
         build_dataset(ann, ann, progress=False)
     assert (ann / "masks" / "good.png").exists()
+
+
+def test_index_resolves_from_any_working_directory(folders, monkeypatch):
+    """IMDL-BenCo reads an index's paths as written, against the current directory."""
+    root, pairs, ann, _ = folders
+    build_dataset(Path("ann"), Path("out"), pairs_dir=Path("pairs"), progress=False)  # relative paths in, as a user types them
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    [[img, mask]] = json.loads((root / "out" / "index.json").read_text())
+    assert Path(img).is_file() and Path(mask).is_file()
+    build_dataset(root / "ann", root / "moved", pairs_dir=root / "pairs", progress=False, index_paths="relative")
+    assert json.loads((root / "moved" / "index.json").read_text()) == [["imgs/good.jpg", "masks/good.png"]]
+    with pytest.raises(ValueError, match="index_paths"):
+        build_dataset(root / "ann", root / "x", pairs_dir=root / "pairs", progress=False, index_paths="rel")
+
+
+def _add(ann: Path, pairs: Path, pid: str, mask: np.ndarray, **rec) -> None:
+    io.write_image(pairs / "pairs" / pid / "forged.jpg", np.full((H, W, 3), 90, np.uint8))
+    _png(ann / "masks" / f"{pid}.png", mask)
+    with open(ann / "annotations.jsonl", "a") as f:
+        f.write(json.dumps({"id": pid, "forged": f"pairs/{pid}/forged.jpg", "mask": f"masks/{pid}.png",
+                            "category": "spg", **rec}) + "\n")
+
+
+def test_guard_refuses_labels_that_cannot_be_right(folders):
+    root, pairs, ann, good = folders
+    whole = np.full((H, W), 255, np.uint8)  # QES 1.0: the papers' rule alone keeps it
+    _add(ann, pairs, "whole", whole, registration="registered")
+    _add(ann, pairs, "unrelated", good, registration="no-shared-content")
+    _add(ann, pairs, "nomanifest", good)  # status from the pair manifest below
+    (pairs / "pairs.jsonl").write_text(json.dumps({"id": "nomanifest", "flags": ["no-shared-content"]}) + "\n")
+    report = build_dataset(ann, root / "out", pairs_dir=pairs, progress=False)
+    dropped = {d["id"]: d for d in io.read_jsonl(root / "out" / "dropped.jsonl")}
+    assert dropped["whole"]["reason"] == "mask-too-large" and dropped["whole"]["qes"] == pytest.approx(1.0)
+    assert "100.0%" in dropped["whole"]["detail"]
+    assert dropped["unrelated"]["reason"] == dropped["nomanifest"]["reason"] == "no-shared-content"
+    assert [k["id"] for k in io.read_jsonl(root / "out" / "kept.jsonl")] == ["good"]
+    assert report["kept_by_qes_alone"] == 4
+    assert report["removed_by_guard"] == {"mask-too-large": 1, "no-shared-content": 2}
+    assert report["refused_by_guard"] == {"no-shared-content": 2, "mask-too-large": 1}
+
+    # without QES filtering the guard still refuses, and an empty mask is refused too
+    _add(ann, pairs, "empty", np.zeros((H, W), np.uint8))
+    noqes = build_dataset(ann, root / "noqes", pairs_dir=pairs, threshold=-1.0, progress=False)
+    assert noqes["refused_by_guard"] == {"no-shared-content": 2, "empty-mask": 1, "mask-too-large": 1}
+    assert "empty" not in {k["id"] for k in io.read_jsonl(root / "noqes" / "kept.jsonl")}
+
+    # forced: unmatched pairs kept and flagged; whole-image masks still refused
+    forced = build_dataset(ann, root / "forced", pairs_dir=pairs, progress=False, guard=GuardConfig(keep_unmatched=True))
+    kept = {k["id"]: k for k in io.read_jsonl(root / "forced" / "kept.jsonl")}
+    assert set(kept) == {"good", "unrelated", "nomanifest"} and forced["refused_by_guard"] == {"empty-mask": 1, "mask-too-large": 1}
+    assert kept["unrelated"]["flags"] == ["unmatched"] and kept["good"]["flags"] == []
+    # switched off: the papers' rule alone
+    off = build_dataset(ann, root / "off", pairs_dir=pairs, progress=False, guard=GuardConfig(enabled=False))
+    assert off["kept"] == off["kept_by_qes_alone"] == 4 and off["removed_by_guard"] == {}

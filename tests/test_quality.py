@@ -121,6 +121,7 @@ def test_spearman_toy():
 def test_figures(folders, tmp_path):
     ann, audit, pairs = folders
     rows = quality.score_annotations(ann, audit)
+    rows[0]["refused"] = "mask-too-large"  # drawn apart in the scatter and the per-image bars
     s = quality.summary(rows)
     figs = {
         "scatter": (quality.qes_scatter(rows, 0.5), 1),
@@ -128,7 +129,10 @@ def test_figures(folders, tmp_path):
         "bars": (quality.method_bars({"caaa": s, "naive": quality.summary(rows[:1])}), 1),
         "grid": (quality.example_grid(ann, audit, pairs, ["b", "e", "zz"], n=2), 8),
         "grid_meta": (quality.example_grid(ann, audit, None, ["a"]), 4),
+        "grid_visible": (quality.example_grid(ann, audit, pairs, ["a", "b"], show_visible=True), 10),
         "hist": (quality.qes_histogram([r["qes"] for r in rows]), 1),
+        "per_image": (quality.per_image(rows, "fake"), 1),
+        "per_image_empty": (quality.per_image([], "none"), 1),
     }
     for name, (fig, n_axes) in figs.items():
         assert isinstance(fig, Figure), name
@@ -136,3 +140,17 @@ def test_figures(folders, tmp_path):
     assert figures.save(figs["grid"][0], tmp_path / "grid.png").stat().st_size > 0
     for fig, _ in figs.values():
         plt.close(fig)
+
+
+def test_qes_analysis_with_the_guard():
+    rows = [{"qes": 0.9, "iou": 0.8, "refused": None}, {"qes": 1.0, "iou": 0.1, "refused": "mask-too-large"},
+            {"qes": 0.2, "iou": 0.3, "refused": None}, {"qes": 0.1, "iou": 0.0, "refused": "empty-mask"}]
+    a = quality.qes_analysis(rows, threshold=0.5)
+    assert a["kept"] == {"n": 1, "fraction": 0.25, "mean_iou": pytest.approx(0.8)}
+    assert a["kept_qes_alone"] == {"n": 2, "mean_iou": pytest.approx(0.45)}
+    assert a["refused"]["n"] == 2 and a["refused"]["removed_from_qes_kept"] == 1
+    assert a["refused"]["by_reason"] == {"mask-too-large": 1, "empty-mask": 1}
+    assert a["dropped"]["n"] == 3
+    at_half = next(s for s in a["sweep"] if s["threshold"] == 0.5)
+    assert (at_half["kept_n"], at_half["guarded_kept_n"]) == (2, 1)
+    assert at_half["guarded_kept_mean_iou"] == pytest.approx(0.8)

@@ -42,23 +42,34 @@ def _collect(args: argparse.Namespace) -> int:
 def _annotate(args: argparse.Namespace) -> int:
     import torch
 
+    from .caaa import guard
     from .caaa.annotate import annotate_corpus, build_annotator
 
     torch.set_num_threads(args.threads)
     kw = {} if args.method == "naive" else {"models_dir": args.models}
     report = annotate_corpus(Path(args.pairs), build_annotator(args.method, **kw), Path(args.out),
-                             batch_size=args.batch_size, resume=not args.no_resume, progress=not args.quiet)
-    print(json.dumps({k: report.get(k) for k in ("n_done", "n_skipped", "n_rejected", "per_category", "pairs_per_second")}, indent=1))
+                             batch_size=args.batch_size, resume=not args.no_resume, progress=not args.quiet,
+                             guard=guard.from_args(args))
+    print(json.dumps({k: report.get(k) for k in ("n_done", "n_skipped", "n_rejected", "per_category", "refused_by_reason",
+                                                 "pairs_per_second")}, indent=1))
     return 0
 
 
-def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, models: str | Path, threshold: float = 0.5) -> dict:
-    """Register, classify and annotate one pair of any sizes; write the soft mask at the forged size."""
+def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, models: str | Path, threshold: float = 0.5,
+                  guard=None) -> dict:
+    """Register, classify and annotate one pair of any sizes; write the soft mask at the forged size.
+
+    ``kept`` is the decision a dataset build would take: QES > ``threshold`` (``qes_kept``, the
+    papers' rule) and not refused by the label ``guard`` (``refused``: its reason, else None).
+    """
     from . import io
+    from .caaa import guard as label_guard
     from .caaa.annotate import PairInputs
     from .caaa.annotator import CAAAnnotator
     from .caaa.qes import keep, qes
     from .register import register, warp_to
+
+    guard = label_guard.GuardConfig() if guard is None else guard
 
     f, _ = io.read_image(forged)
     a, _ = io.read_image(authentic)
@@ -70,31 +81,41 @@ def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, mo
         registered, overlap = warp_to(a, reg.matrix, (f.shape[1], f.shape[0]))
     res = CAAAnnotator(models).annotate_batch([PairInputs("pair", f, a, registered, overlap, reg.status)])[0]
     io.write_soft_mask(out, res.prob)
-    q = qes(io.read_soft_mask(out))  # QES of the mask as written (0–255), as the dataset build sees it
+    written = io.read_soft_mask(out)  # the mask as written (0–255), as the dataset build sees it
+    q, fraction = qes(written), label_guard.mask_fraction(written)
+    refused = label_guard.verdict(fraction, reg.status, guard)
     return {"category": res.category, "category_prob": round(res.category_prob, 4), "aligned": res.aligned,
-            "annotator": res.annotator, "registration": reg.status, "qes": round(q, 4), "kept": keep(q, threshold),
-            "mask": str(out), "size": [f.shape[1], f.shape[0]]}
+            "annotator": res.annotator, "registration": reg.status, "qes": round(q, 4), "qes_kept": keep(q, threshold),
+            "mask_fraction": round(fraction, 4), "refused": refused, "kept": keep(q, threshold) and refused is None,
+            "flags": label_guard.flags(reg.status, guard), "mask": str(out), "size": [f.shape[1], f.shape[0]]}
 
 
 def _annotate_pair(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    r = annotate_pair(args.forged, args.authentic, args.output, args.models, args.qes_threshold)
+    from .caaa import guard
+
+    r = annotate_pair(args.forged, args.authentic, args.output, args.models, args.qes_threshold, guard.from_args(args))
     if args.json:
         print(json.dumps(r))
     else:
+        why = f" (refused: {r['refused']})" if r["refused"] else ("" if r["kept"] else f" (QES <= {args.qes_threshold:g})")
         print(f"{r['category']} ({r['category_prob']:.2f}) via {r['annotator']}, registration {r['registration']}, "
-              f"QES {r['qes']:.3f} → {'kept' if r['kept'] else 'dropped'}; mask: {r['mask']}")
+              f"QES {r['qes']:.3f}, mask covers {r['mask_fraction']:.0%} → {'kept' if r['kept'] else 'dropped'}{why}; "
+              f"mask: {r['mask']}")
     return 0
 
 
 def _build_dataset(args: argparse.Namespace) -> int:
+    from .caaa import guard
     from .caaa.dataset import build_dataset
 
     r = build_dataset(Path(args.annotations), Path(args.out), threshold=args.qes_threshold,
-                      pairs_dir=Path(args.pairs) if args.pairs else None, progress=not args.quiet)
-    print(json.dumps({k: r.get(k) for k in ("n", "kept", "dropped", "per_category")}, indent=1))
+                      pairs_dir=Path(args.pairs) if args.pairs else None, progress=not args.quiet,
+                      guard=guard.from_args(args), index_paths=args.index_paths)
+    print(json.dumps({k: r.get(k) for k in ("n", "kept", "dropped", "per_category", "dropped_by_reason",
+                                            "kept_by_qes_alone", "removed_by_guard")}, indent=1))
     return 0
 
 
@@ -193,6 +214,9 @@ def _train_webiml(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .caaa import guard
+    from .io import INDEX_PATHS
+
     p = argparse.ArgumentParser(prog="webiml", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = p.add_subparsers(dest="command", required=True)
@@ -214,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--timeout", type=float, default=15.0, help="url-manifest: seconds per request")
     c.add_argument("--retries", type=int, default=3, help="url-manifest: retries on transient errors")
     c.add_argument("--keep-unmatched", action="store_true",
-                   help="keep pairs without feature evidence of shared content (when you trust the pairing)")
+                   help="keep pairs without feature evidence of shared content (when you trust the pairing); "
+                        "their labels are kept only with the label guard's --keep-unmatched")
     c.add_argument("--overwrite", action="store_true", help="replace an existing collection in OUT")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_collect)
@@ -228,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--threads", type=int, default=2)
     a.add_argument("--no-resume", action="store_true", help="start over instead of continuing an interrupted run")
     a.add_argument("--quiet", action="store_true")
+    guard.add_arguments(a)
     a.set_defaults(func=_annotate)
 
     ap = sub.add_parser("annotate-pair", help="annotate one forged/authentic pair (any sizes, crops, JPEG qualities)")
@@ -237,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--models", default="models/annotators", help="trained annotators (stage train_annotators)")
     ap.add_argument("--qes-threshold", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true", help="print a JSON object (category, aligned, qes, kept, mask, ...)")
+    ap.add_argument("--json", action="store_true", help="print a JSON object (category, aligned, qes, kept, refused, mask, ...)")
+    guard.add_arguments(ap)
     ap.set_defaults(func=_annotate_pair)
 
     b = sub.add_parser("build-dataset", help="QES-filter annotations into imgs/ + masks/ + a BenCo index")
@@ -245,7 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--qes-threshold", type=float, default=0.5)
     b.add_argument("--out", required=True)
     b.add_argument("--pairs", help="the collect folder (default: from the annotations' meta.json)")
+    b.add_argument("--index-paths", choices=INDEX_PATHS, default=INDEX_PATHS[0],
+                   help="absolute: index.json loads from any working directory (default); relative: the folder can be moved")
     b.add_argument("--quiet", action="store_true")
+    guard.add_arguments(b)
     b.set_defaults(func=_build_dataset)
 
     m = sub.add_parser("models", help="the models the pipeline trains, by name, and whether they are trained")

@@ -36,8 +36,10 @@ PATH_KEYS = ("csv", "root", "miml_root", "noso_root", "manifest", "photo_dir", "
              "coco_annotations", "coco_images", "boxes")
 PATH_DICT_KEYS = ("datasets",)  # {name: path} mappings
 REPO_MARKER = ".webiml-repo"  # in a size workspace: the relative path back to the repository
-#: keys a stage reads from other sections: {stage: {notebook parameter: "section.key"}}
+#: keys a stage reads from other sections: {stage: {notebook parameter: "section.key" or "section"}}
 IMPORTS = {
+    "annotate": {"guard": "guard"},
+    "filter": {"guard": "guard"},
     "benchmark": {"webiml_variants": "train_webiml.variants", "webiml_seeds": "train_webiml.seeds",
                   "boxprompt_students": "train_boxprompt.students", "boxprompt_seeds": "train_boxprompt.seeds"},
 }
@@ -63,7 +65,10 @@ def stage_parameters(params: dict, stage: str) -> dict:
     p.update({k: params[k] for k in GLOBAL_KEYS if k in params})
     for name, dotted in IMPORTS.get(stage, {}).items():
         section, _, key = dotted.partition(".")
-        if key in params.get(section, {}):
+        if not key:
+            if section in params:
+                p[name] = params[section]
+        elif key in params.get(section, {}):
             p[name] = params[section][key]
     return p
 

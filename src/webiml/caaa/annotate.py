@@ -4,10 +4,12 @@ Output folder::
 
     meta.json             {"pairs_dir", "method", "world_size"}
     annotations.jsonl     one line per annotated pair, in manifest order: id, forged (relative to
-                          pairs_dir), mask, category, category_prob, aligned, qes, annotator, seconds
+                          pairs_dir), mask, category, category_prob, aligned, registration (collect's
+                          status), qes, mask_fraction, refused (the label guard's reason or null),
+                          annotator, seconds
     masks/<id>.png        the soft mask (0–255 grey PNG, value/255 = probability)
     rejected.jsonl        pairs that could not be loaded: id, forged, reason, detail, path
-    report.json           counts per category / annotator / rejection reason, timings
+    report.json           counts per category / annotator / rejection reason / guard refusal, timings
 
 Robustness:
 
@@ -46,6 +48,8 @@ from typing import Iterator, Protocol, runtime_checkable
 import numpy as np
 
 from .. import io
+from . import guard as label_guard
+from .guard import GuardConfig, mask_fraction, verdict
 
 log = logging.getLogger(__name__)
 
@@ -404,8 +408,12 @@ def annotate_corpus(
     resume: bool = True,
     progress: bool = True,
     limit: int | None = None,
+    guard: GuardConfig = GuardConfig(),
 ) -> dict:
     """Annotate the pairs of collection folder ``pairs_dir`` into ``out`` (see the module doc).
+
+    Every record carries the verdict of the label ``guard`` (``refused``: a reason or None);
+    nothing is dropped here: the dataset build drops refused and low-QES labels.
 
     ``limit`` keeps the first ``limit`` manifest records (before sharding, so every world size
     sees the same pairs). Returns the report when this call finalised the folder (world_size 1,
@@ -467,6 +475,7 @@ def annotate_corpus(
             share = dt / len(batch)
             for (rec, p), r in zip(batch, results):
                 q = _quantize(r.prob, p.forged.shape[:2], rec.id)
+                frac = mask_fraction(q)
                 if r.category not in CATEGORIES:
                     raise ValueError(f"{rec.id}: category {r.category!r} is not one of {CATEGORIES}")
                 mask_rel = f"{MASKS}/{rec.id}.png"
@@ -478,7 +487,10 @@ def annotate_corpus(
                     "category": r.category,
                     "category_prob": float(r.category_prob),
                     "aligned": bool(r.aligned),
+                    "registration": p.status,
                     "qes": qes(q),
+                    "mask_fraction": round(frac, 6),
+                    "refused": verdict(frac, p.status, guard),
                     "annotator": str(r.annotator),
                     "seconds": round(share, 6),
                 }
@@ -612,6 +624,8 @@ def merge_shards(out: Path, world_size: int) -> dict:
         "per_annotator": dict(Counter(str(r.get("annotator")) for r in records)),
         "per_annotator_category": {k: dict(v) for k, v in sorted(per_ann_cat.items())},
         "rejected_by_reason": dict(Counter(str(o.get("reason")) for _, o in rej.values())),
+        "n_refused": sum(bool(r.get("refused")) for r in records),
+        "refused_by_reason": dict(Counter(str(r["refused"]) for r in records if r.get("refused"))),
         "n_aligned": sum(bool(r.get("aligned")) for r in records),
         "qes_mean": round(float(np.mean(qs)), 4) if qs else None,
         "seconds_model": round(sum(s.get("seconds_model", 0.0) for s in ranks), 3),
@@ -649,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="only the first N manifest records")
     ap.add_argument("--no-resume", action="store_true", help="start clean instead of resuming")
     ap.add_argument("--no-progress", action="store_true")
+    label_guard.add_arguments(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -664,12 +679,14 @@ def main(argv: list[str] | None = None) -> int:
         report = annotate_corpus(
             args.pairs, annotator, args.out, batch_size=args.batch_size, rank=rank, world_size=world,
             resume=not args.no_resume, progress=not args.no_progress, limit=args.limit,
+            guard=label_guard.from_args(args),
         )
     finally:
         if dist is not None and dist.is_initialized():
             dist.destroy_process_group()
     if rank == 0:
-        keys = ("n_annotated", "n_rejected", "n_done", "n_skipped", "per_category", "seconds_total", "pairs_per_second")
+        keys = ("n_annotated", "n_rejected", "n_done", "n_skipped", "per_category", "refused_by_reason",
+                "seconds_total", "pairs_per_second")
         print(json.dumps({k: report.get(k) for k in keys}))
     return 0
 

@@ -2,6 +2,7 @@
 
 Truth comes from an audit folder (``audit.jsonl`` + 0/255 ``masks/<id>.png``) that only this
 report reads. Pixel scores follow :mod:`webiml.evaluate.metrics` (soft mask binarised at 0.5).
+Registered pairs are also scored against what the pair can show (:mod:`webiml.caaa.visible`).
 Summary dicts are JSON-ready: an undefined mean (no rows) is ``None``, not NaN.
 """
 
@@ -11,6 +12,7 @@ import json
 import logging
 import math
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -24,6 +26,8 @@ from PIL import Image  # noqa: E402
 from .. import io  # noqa: E402
 from ..evaluate.metrics import pixel_scores  # noqa: E402
 from ..io import read_soft_mask  # noqa: E402
+from . import visible  # noqa: E402
+from .guard import GuardConfig, mask_fraction, verdict  # noqa: E402
 from .qes import DEFAULT_THRESHOLD, qes  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -63,48 +67,123 @@ def degraded(meta: Mapping | None) -> bool | None:
     return any(bool({"crop", "shift", "scale"} & set(d)) or d.get("format") == "jpeg" for d in sides if isinstance(d, Mapping))
 
 
-def score_annotations(ann: Path, audit: Path) -> list[dict]:
-    """Score every annotation that has truth: one row per pair with the true and predicted category,
-    QES (recomputed from the mask), IoU, F1, precision and recall. A soft mask whose size differs
-    from the truth's is resized (nearest) and the row says ``resized: True``. Pairs whose mask or
-    truth cannot be read are skipped with a warning."""
-    ann, audit = Path(ann), Path(audit)
-    truth = {t["id"]: t for t in io.read_jsonl(audit / "audit.jsonl")} if audit is not None else {}
-    rows: list[dict] = []
-    for rec in io.read_jsonl(ann / "annotations.jsonl"):
-        t = truth.get(rec.get("id"))
-        if t is None:
-            continue
+def _truth_at(gt: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return gt if gt.shape == shape else _resize_nearest(gt.astype(np.uint8), shape).astype(bool)
+
+
+def _pair_evidence(pairs_dir: Path, pair_records: Mapping[str, io.PairRecord], pid: str, gt: np.ndarray):
+    """The pair's :class:`visible.Evidence` (None when it has no registered authentic or cannot
+    be loaded)."""
+    from .annotate import load_pair
+
+    rec = pair_records.get(pid)
+    if rec is None or not rec.authentic_registered:
+        return None
+    try:
+        p = load_pair(pairs_dir, rec)
+    except io.Rejected as e:
+        log.warning("%s: no visible truth (%s)", pid, e)
+        return None
+    return visible.evidence(p.forged, p.registered, p.overlap, _truth_at(gt, p.forged.shape[:2]))
+
+
+def score_methods(anns: Mapping[str, Path], audit: Path, pairs_dir: Path | None = None,
+                  guard: GuardConfig = GuardConfig()) -> dict[str, list[dict]]:
+    """Score several annotation folders of the same pairs in one pass over the truth: one row list
+    per folder, as :func:`score_annotations`. With ``pairs_dir`` (the collect folder; default: the
+    first folder's ``meta.json``) each pair's evidence is computed once for all folders."""
+    audit = Path(audit)
+    anns = {m: Path(a) for m, a in anns.items()}
+    truth = {t["id"]: t for t in io.read_jsonl(audit / "audit.jsonl")}
+    records = {m: {r.get("id"): r for r in io.read_jsonl(a / "annotations.jsonl")} for m, a in anns.items()}
+    if pairs_dir is None and anns:
+        meta_file = next(iter(anns.values())) / "meta.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        pairs_dir = Path(meta["pairs_dir"]) if meta.get("pairs_dir") else None
+    pair_records = {}
+    if pairs_dir is not None and (Path(pairs_dir) / "pairs.jsonl").is_file():
+        pair_records = {p.id: p for p in io.read_pairs(pairs_dir)}
+    ids = [pid for pid in dict.fromkeys(pid for recs in records.values() for pid in recs) if pid in truth]
+    rows: dict[str, list[dict]] = {m: [] for m in anns}
+    for pid in ids:
+        t = truth[pid]
         try:
-            soft = read_soft_mask(ann / rec.get("mask", f"masks/{rec['id']}.png"))
             gt = io.read_mask(audit / t["mask"])
         except io.Rejected as e:
-            log.warning("%s: skipped (%s)", rec["id"], e)
+            log.warning("%s: skipped (%s)", pid, e)
             continue
-        scores, q, resized = _score(soft, gt)
-        if resized:
-            log.info("%s: annotation %s resized to truth %s", rec["id"], soft.shape, gt.shape)
-        rows.append({
-            "id": rec["id"],
-            "category": t.get("category"),
-            "predicted_category": rec.get("category"),
-            "category_prob": rec.get("category_prob"),
-            "qes": q,
-            **scores,
-            "resized": resized,
-            "degraded": degraded(t.get("meta")),
-        })
+        ev = _pair_evidence(Path(pairs_dir), pair_records, pid, gt) if pair_records else None
+        for m, a in anns.items():
+            rec = records[m].get(pid)
+            if rec is None:
+                continue
+            try:
+                soft = read_soft_mask(a / rec.get("mask", f"masks/{pid}.png"))
+            except io.Rejected as e:
+                log.warning("%s: skipped (%s)", pid, e)
+                continue
+            scores, q, resized = _score(soft, gt)
+            if resized:
+                log.info("%s: annotation %s resized to truth %s", pid, soft.shape, gt.shape)
+            pair = pair_records.get(pid)
+            registration = rec.get("registration") or (pair.flags[0] if pair is not None and pair.flags else None)
+            fraction = mask_fraction(soft)
+            row = {
+                "id": pid,
+                "category": t.get("category"),
+                "predicted_category": rec.get("category"),
+                "category_prob": rec.get("category_prob"),
+                "qes": q,
+                **scores,
+                "resized": resized,
+                "degraded": degraded(t.get("meta")),
+                "registration": registration,
+                "mask_fraction": fraction,
+                "refused": verdict(fraction, registration, guard),
+                "visible_fraction": None, "visible_iou": None, "visible_f1": None, "ceiling_iou": None,
+            }
+            if ev is not None:
+                row["visible_fraction"], row["ceiling_iou"] = ev.visible_fraction, ev.ceiling_iou
+                if ev.visible.any():
+                    s_vis = _score(soft, ev.visible)[0]
+                    row["visible_iou"], row["visible_f1"] = s_vis["iou"], s_vis["f1"]
+            rows[m].append(row)
     return rows
+
+
+def score_annotations(ann: Path, audit: Path, pairs_dir: Path | None = None,
+                      guard: GuardConfig = GuardConfig()) -> list[dict]:
+    """Score every annotation that has truth: one row per pair with the true and predicted category,
+    QES (recomputed from the mask), IoU, F1, precision and recall, the mask's coverage and the label
+    guard's verdict (``refused``), and, for a registered pair of the collect folder ``pairs_dir``
+    (default: the annotations' ``meta.json``), what the pair can show (:mod:`webiml.caaa.visible`):
+    ``visible_fraction``, ``visible_iou`` / ``visible_f1`` (against the visible truth; None when
+    nothing is visible) and ``ceiling_iou``. A soft mask whose size differs from the truth's is
+    resized (nearest) and the row says ``resized: True``. Pairs whose mask or truth cannot be read
+    are skipped with a warning."""
+    return score_methods({"_": Path(ann)}, audit, pairs_dir, guard)["_"]
 
 
 def _group(rows: Sequence[dict]) -> dict:
     judged = [r for r in rows if r.get("predicted_category") is not None]
+    vis = [r for r in rows if r.get("visible_iou") is not None]
+    ceil = [r for r in rows if r.get("ceiling_iou") is not None]
+    mean_ceiling = _mean([r["ceiling_iou"] for r in ceil])
     return {
         "n": len(rows),
         "mean_iou": _mean([r["iou"] for r in rows]),
         "mean_f1": _mean([r["f1"] for r in rows]),
         "mean_qes": _mean([r["qes"] for r in rows]),
         "category_accuracy": _mean([float(r["predicted_category"] == r["category"]) for r in judged]),
+        "n_visible": len(vis),
+        "mean_visible_iou": _mean([r["visible_iou"] for r in vis]),
+        "mean_visible_f1": _mean([r["visible_f1"] for r in vis]),
+        "mean_visible_fraction": _mean([r["visible_fraction"] for r in rows if r.get("visible_fraction") is not None]),
+        "n_ceiling": len(ceil),
+        "ceiling_iou": mean_ceiling,
+        # mean IoU over the pairs with a ceiling, as a share of their mean ceiling
+        "share_of_ceiling": (_mean([r["iou"] for r in ceil]) / mean_ceiling) if mean_ceiling else None,
+        "n_refused": sum(bool(r.get("refused")) for r in rows),
     }
 
 
@@ -135,17 +214,21 @@ def _spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, flo
 
 def qes_analysis(rows: Sequence[dict], threshold: float = DEFAULT_THRESHOLD) -> dict:
     """How well QES ranks annotations by their true IoU: Spearman ρ, mean IoU of the annotations
-    kept (QES > threshold) and dropped, and a sweep of thresholds 0.00..0.95 with the kept
-    fraction and kept mean IoU."""
+    kept (QES > threshold and not refused by the label guard) and dropped, what QES alone would
+    keep, what the guard refused, and a sweep of thresholds 0.00..0.95 with the kept fraction and
+    kept mean IoU, with and without the guard."""
     q = np.asarray([r["qes"] for r in rows], dtype=float)
     iou = np.asarray([r["iou"] for r in rows], dtype=float)
+    refused = np.asarray([bool(r.get("refused")) for r in rows], dtype=bool)
     rho, p = _spearman(q, iou)
-    kept = q > threshold
+    kept = (q > threshold) & ~refused
     sweep = []
     for t in SWEEP:
         k = q > t
         sweep.append({"threshold": t, "kept_fraction": float(k.mean()) if len(q) else None,
-                      "kept_n": int(k.sum()), "kept_mean_iou": _mean(iou[k])})
+                      "kept_n": int(k.sum()), "kept_mean_iou": _mean(iou[k]),
+                      "guarded_kept_n": int((k & ~refused).sum()), "guarded_kept_mean_iou": _mean(iou[k & ~refused])})
+    by_qes = q > threshold
     return {
         "n": len(rows),
         "threshold": threshold,
@@ -155,6 +238,10 @@ def qes_analysis(rows: Sequence[dict], threshold: float = DEFAULT_THRESHOLD) -> 
         "kept": {"n": int(kept.sum()), "fraction": float(kept.mean()) if len(q) else None,
                  "mean_iou": _mean(iou[kept])},
         "dropped": {"n": int((~kept).sum()), "mean_iou": _mean(iou[~kept])},
+        "kept_qes_alone": {"n": int(by_qes.sum()), "mean_iou": _mean(iou[by_qes])},
+        "refused": {"n": int(refused.sum()), "mean_iou": _mean(iou[refused]),
+                    "removed_from_qes_kept": int((refused & by_qes).sum()),
+                    "by_reason": dict(Counter(str(r["refused"]) for r in rows if r.get("refused")))},
         "sweep": sweep,
     }
 
@@ -178,6 +265,10 @@ def qes_scatter(rows: Sequence[dict], threshold: float = DEFAULT_THRESHOLD):
         if bad:
             ax.scatter([r["qes"] for r in bad], [r["iou"] for r in bad], s=22, marker="x", color=colour,
                        label=f"{c}, category wrong ({len(bad)})")
+    refused = [r for r in rows if r.get("refused")]
+    if refused:
+        ax.scatter([r["qes"] for r in refused], [r["iou"] for r in refused], s=60, marker="s", facecolors="none",
+                   edgecolors="k", lw=0.8, label=f"refused by the guard ({len(refused)})")
     ax.axvline(threshold, color="k", ls="--", lw=1, label=f"keep: QES > {threshold:g}")
     rho, _ = _spearman([r["qes"] for r in rows], [r["iou"] for r in rows])
     ax.set_xlim(-0.02, 1.02)
@@ -200,7 +291,10 @@ def qes_tradeoff(analysis: Mapping):
     ax.plot(t, [nan if s["kept_fraction"] is None else s["kept_fraction"] for s in sweep], "o-", ms=3,
             label="kept fraction")
     ax.plot(t, [nan if s["kept_mean_iou"] is None else s["kept_mean_iou"] for s in sweep], "s-", ms=3,
-            label="mean IoU of kept")
+            label="mean IoU of kept (QES alone)")
+    if any(s.get("guarded_kept_n") != s["kept_n"] for s in sweep):
+        ax.plot(t, [nan if s.get("guarded_kept_mean_iou") is None else s["guarded_kept_mean_iou"] for s in sweep],
+                "^--", ms=3, label="mean IoU of kept (QES + guard)")
     if analysis.get("mean_iou") is not None:
         ax.axhline(analysis["mean_iou"], color="gray", ls=":", lw=1, label="mean IoU of all")
     ax.axvline(analysis["threshold"], color="k", ls="--", lw=1, label=f"threshold {analysis['threshold']:g}")
@@ -238,16 +332,45 @@ def method_bars(summaries: Mapping[str, Mapping]):
     return fig
 
 
+def per_image(rows: Sequence[dict], title: str):
+    """Per-image IoU, IoU against the visible truth and the ceiling (:mod:`webiml.caaa.visible`),
+    images sorted by IoU; labels the guard refused are marked."""
+    rows = sorted(rows, key=lambda r: r["iou"])
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.32 * len(rows) + 1.5), 3.8))
+    x = np.arange(len(rows))
+    nan = float("nan")
+    ax.bar(x - 0.2, [r["iou"] for r in rows], 0.4, label="IoU (truth)", color="tab:blue")
+    ax.bar(x + 0.2, [nan if r.get("visible_iou") is None else r["visible_iou"] for r in rows], 0.4,
+           label="IoU (visible truth)", color="tab:cyan")
+    ax.plot(x, [nan if r.get("ceiling_iou") is None else r["ceiling_iou"] for r in rows], "k_", ms=14, mew=2,
+            label="ceiling (best threshold on |difference|)")
+    for i, r in enumerate(rows):
+        if r.get("refused"):
+            ax.text(i, 1.02, "✕", ha="center", va="bottom", fontsize=8, color="tab:red")
+    ax.set_xticks(x, [r["id"] for r in rows], rotation=70, fontsize=7)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("IoU")
+    s = _group(rows)
+    share = "n/a" if s["share_of_ceiling"] is None else f"{s['share_of_ceiling']:.0%}"
+    ax.set_title(f"{title}: mean IoU {s['mean_iou'] or 0:.2f}, ceiling {s['ceiling_iou'] or 0:.2f} ({share} of it)"
+                 + (f"; ✕ refused by the guard ({s['n_refused']})" if s["n_refused"] else ""), fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 def _thumb(a: np.ndarray, max_side: int) -> np.ndarray:
     step = max(1, math.ceil(max(a.shape[:2]) / max_side))
     return a[::step, ::step]
 
 
 def example_grid(ann: Path, audit: Path | None, pairs_dir: Path | None, ids: Sequence[str], n: int = 8,
-                 max_side: int = 320):
+                 max_side: int = 320, show_visible: bool = False):
     """Rows of forged | authentic | annotation (soft) | truth for the first ``n`` of ``ids``,
-    titled with the categories, QES and IoU. ``pairs_dir`` defaults to the annotation meta's;
-    ``audit=None`` for pairs without truth (real web pairs)."""
+    titled with the categories, QES, IoU and the label guard's refusal; ``show_visible`` adds the
+    visible truth (what the registered pair shows, :mod:`webiml.caaa.visible`) with the ceiling.
+    ``pairs_dir`` defaults to the annotation meta's; ``audit=None`` for pairs without truth (real
+    web pairs)."""
     ann = Path(ann)
     audit = None if audit is None else Path(audit)
     if pairs_dir is None:
@@ -258,7 +381,8 @@ def example_grid(ann: Path, audit: Path | None, pairs_dir: Path | None, ids: Seq
     pairs = {p.id: p for p in io.read_pairs(pairs_dir)} if (pairs_dir / "pairs.jsonl").exists() else {}
     ids = list(ids)[:n]
     rows = max(1, len(ids))
-    fig, axes = plt.subplots(rows, 4, figsize=(12, 2.9 * rows), squeeze=False)
+    cols = 5 if show_visible else 4
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.9 * rows), squeeze=False)
 
     def load(fn, *args):
         try:
@@ -280,12 +404,17 @@ def example_grid(ann: Path, audit: Path | None, pairs_dir: Path | None, ids: Seq
             if gt is not None:
                 iou_text = f"IoU {_score(soft, gt)[0]['iou']:.2f}"
         cats = f"true {t.get('category') if t else '?'}, pred {rec.get('category', '?')}"
+        refused = f"\nrefused: {rec['refused']}" if rec.get("refused") else ""
         panels = [
             (None if forged is None else forged[0], f"forged  {pid}\n{cats}", None),
             (None if authentic is None else authentic[0], "authentic", None),
-            (soft, f"annotation  {q_text}  {iou_text}", 255),
+            (soft, f"annotation  {q_text}  {iou_text}{refused}", 255),
             (None if gt is None else gt.astype(np.uint8), "truth", 1),
         ]
+        if show_visible:
+            ev = _pair_evidence(pairs_dir, pairs, pid, gt) if gt is not None else None
+            title = "visible truth" + ("" if ev is None or ev.ceiling_iou is None else f"  ceiling {ev.ceiling_iou:.2f}")
+            panels.append((None if ev is None else ev.visible.astype(np.uint8), title, 1))
         for ax, (img, title, vmax) in zip(row, panels):
             ax.set_axis_off()
             ax.set_title(title, fontsize=8)
