@@ -179,3 +179,17 @@ def test_efficiency_counts_parameters_and_flops(pipeline):
     assert list(eff) == ["webiml"] and eff["webiml"]["gflops_512"] > eff["webiml"]["gflops_224"] > 0
     res = {"datasets": {"syn": {"webiml@seed0": {"pixel_f1": 0.4}, "webiml@seed2": {"pixel_f1": 0.6}}}}
     assert f1_flops_figure(res, eff, "syn") is not None and f1_flops_figure(res, eff, "missing") is None
+
+
+def test_synthetic_testset_index_resolves_from_any_working_directory(tmp_path, monkeypatch):
+    """IMDL-BenCo reads an index's paths as written, against the current directory."""
+    monkeypatch.chdir(tmp_path)
+    build_synthetic_testset(Path("ts"), n=3, seed=5, base_side=(120, 160))  # a relative folder, as params give it
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    entries = json.loads((tmp_path / "ts" / "index.json").read_text())
+    assert len(entries) == 3
+    for img, mask in entries:
+        assert Path(img).is_absolute() and Path(img).is_file()
+        assert mask == "Negative" or Path(mask).is_file()
