@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from webiml.stage import IMPORTS, REPO_MARKER, STAGES, load_params, make_workspace, overlay, stage_parameters
+from webiml.stage import IMPORTS, REPO_MARKER, STAGES, load_params, make_workspace, overlay, run_stage, stage_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,6 +133,21 @@ def test_overlay_and_stage_parameters():
                 if isinstance(v, dict):
                     check(v, ref[k], f"{where}{k}.")
         check(load_params(f), default, "")
+
+
+def test_a_typo_in_a_params_section_fails_at_once(tmp_path):
+    """Papermill would inject a misspelt key as an unused variable; the stage refuses it before
+    running anything, naming the key and the section."""
+    (tmp_path / "notebooks").symlink_to(ROOT / "notebooks")
+    for stage in STAGES:
+        params = load_params(ROOT / "params.yaml")
+        params[stage]["stpes"] = 700
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match=rf"unknown key 'stpes' in params section '{stage}'"):
+            run_stage(stage, tmp_path)
+        assert time.perf_counter() - t0 < 5, stage
+        assert not (tmp_path / "reports").exists()
 
 
 @pytest.mark.slow

@@ -36,6 +36,8 @@ PATH_KEYS = ("csv", "root", "miml_root", "noso_root", "manifest", "photo_dir", "
              "coco_annotations", "coco_images", "boxes")
 PATH_DICT_KEYS = ("datasets",)  # {name: path} mappings
 REPO_MARKER = ".webiml-repo"  # in a size workspace: the relative path back to the repository
+#: keys of a section that dvc.yaml's ``matrix`` reads, not the notebook: {stage: keys}
+MATRIX_KEYS = {"train_webiml": ("variants", "seeds")}
 #: keys a stage reads from other sections: {stage: {notebook parameter: "section.key" or "section"}}
 IMPORTS = {
     "annotate": {"guard": "guard"},
@@ -73,6 +75,31 @@ def stage_parameters(params: dict, stage: str) -> dict:
     return p
 
 
+def notebook_parameters(path: str | os.PathLike) -> list[str]:
+    """Names the tagged ``parameters`` cell of a notebook assigns, in order."""
+    import ast
+    import json
+
+    cells = json.loads(Path(path).read_text())["cells"]
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        raise ValueError(f"{path}: no cell tagged 'parameters'")
+    source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)]
+
+
+def check_parameters(stage: str, params: dict, notebook: str | os.PathLike) -> None:
+    """Raise ``ValueError`` naming any key of the stage's params section that its notebook does
+    not take (a typo would otherwise be injected as an unused variable and ignored)."""
+    allowed = notebook_parameters(notebook)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        own = [k for k in allowed if k not in GLOBAL_KEYS]
+        raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in params "
+                         f"section {stage!r}; the stage takes: {', '.join(own)}")
+
+
 def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True, extra: dict | None = None, tag: str | None = None) -> Path:
     """Execute the stage's notebook with its parameters; return the executed notebook's path.
 
@@ -89,7 +116,10 @@ def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True
     if marker.is_file():  # a size workspace: data paths in params are relative to the repository
         _rebase_paths(params, (root / marker.read_text().strip()).resolve(), root)
     params.update(extra or {})
+    for k in MATRIX_KEYS.get(stage, ()):
+        params.pop(k, None)
     src = root / "notebooks" / f"{STAGES[stage]}.ipynb"
+    check_parameters(stage, params, src)
     dst = root / "reports" / "notebooks" / (f"{STAGES[stage]}@{tag}.ipynb" if tag else f"{STAGES[stage]}.ipynb")
     dst.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(
