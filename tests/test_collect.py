@@ -64,7 +64,7 @@ def test_config_from_params_overlays_the_pair_corpus_recipe():
     assert CollectConfig().synthetic == EVIDENT_PAIRS
     cfg = config_from_params({"synthetic": {"base_side": [256, 320], "min_changed": 0.5}})
     assert cfg.synthetic == replace(EVIDENT_PAIRS, base_side=(256, 320), min_changed=0.5)
-    with pytest.raises(ValueError, match="unknown WebPairConfig keys"):
+    with pytest.raises(ValueError, match="unknown key 'min_visible' in params section 'collect.synthetic'"):
         config_from_params({"synthetic": {"min_visible": 0.5}})
 
 

@@ -58,14 +58,7 @@ class CollectConfig:
 
 def config_from_params(p: dict) -> CollectConfig:
     """Build a :class:`CollectConfig` from the ``collect`` section of params.yaml."""
-    import dataclasses
-
-    def sub(base, d):
-        names = {f.name for f in dataclasses.fields(base)}
-        unknown = set(d or {}) - names
-        if unknown:
-            raise ValueError(f"unknown {type(base).__name__} keys: {sorted(unknown)}")
-        return dataclasses.replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items()})
+    from .config import from_dict
 
     return CollectConfig(
         max_pixels=int(p.get("max_pixels", io.DEFAULT_MAX_PIXELS)),
@@ -74,8 +67,8 @@ def config_from_params(p: dict) -> CollectConfig:
         seed=int(p.get("seed", 0)),
         keep_unmatched=bool(p.get("keep_unmatched", False)),
         photo_dir=p.get("photo_dir"),
-        register=sub(RegisterConfig(), p.get("register")),
-        synthetic=sub(EVIDENT_PAIRS, p.get("synthetic")),
+        register=from_dict(RegisterConfig, p.get("register"), "collect.register"),
+        synthetic=from_dict(WebPairConfig, p.get("synthetic"), "collect.synthetic", base=EVIDENT_PAIRS),
     )
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from . import io
+from .config import from_dict
 from .models.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -274,12 +275,6 @@ def fit(
 # ------------------------------------------------------------------------------ Web-IML
 
 
-def _dataclass_kwargs(cls, d: dict) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} settings: {sorted(unknown)}; known: {sorted(names)}")
-    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
 
 
 @dataclass
@@ -318,8 +313,8 @@ def prepare_webiml(
     if variant not in WEBIML_VARIANTS:
         raise KeyError(f"unknown Web-IML variant {variant!r}; known: {', '.join(WEBIML_VARIANTS)}")
     spec = WEBIML_VARIANTS[variant]
-    tcfg = TrainConfig(**_dataclass_kwargs(TrainConfig, {**params.get("train", {}), "seed": seed}))
-    mcfg = WebIMLConfig(**_dataclass_kwargs(WebIMLConfig, {**params.get("model", {}), **spec.get("model", {}), "input_size": tcfg.size}))
+    tcfg = from_dict(TrainConfig, {**params.get("train", {}), "seed": seed}, "train_webiml.train")
+    mcfg = from_dict(WebIMLConfig, {**params.get("model", {}), **spec.get("model", {}), "input_size": tcfg.size}, "train_webiml.model")
     web_kind = spec.get("web", "qes")
     web = {"none": None, "all": web_all_dataset, "qes": web_dataset}[web_kind]
     if web_kind != "none":
@@ -327,7 +322,7 @@ def prepare_webiml(
             raise ValueError(f"variant {variant} needs the {'unfiltered' if web_kind == 'all' else 'QES-filtered'} web dataset")
         if not Path(web).exists():
             raise FileNotFoundError(f"web dataset {web} not found: run `dvc repro filter` first")
-    mixture, report = build_mixture(MixtureConfig(**_dataclass_kwargs(MixtureConfig, params.get("mixture", {}))),
+    mixture, report = build_mixture(from_dict(MixtureConfig, params.get("mixture", {}), "train_webiml.mixture"),
                                     seed=data_seed, web_index=web, use_jitter=spec.get("jitter", True))
     torch.manual_seed(seed)
     model = WebIML(mcfg)
@@ -375,6 +370,23 @@ class BoxPromptData:
     report: dict
 
 
+@dataclass(frozen=True)
+class BoxPromptDataConfig:
+    """``train_boxprompt.data``: the students' training forgeries (``train`` photos)."""
+
+    handcrafted: int = 300
+    authentic: int = 80
+    base_side: tuple[int, int] = (320, 512)
+
+
+@dataclass(frozen=True)
+class SimulatedBoxes:
+    """``train_boxprompt.boxes``: the simulated annotator (see :func:`webiml.boxes.boxes_from_mask`)."""
+
+    looseness: tuple[float, float] = (0.0, 0.15)
+    jitter: float = 0.05
+
+
 def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = True) -> BoxPromptData:
     """Forgeries with truth from the ``train`` photos (plus authentic crops), one simulated box per
     connected truth region, and the teacher's pseudo-masks from those boxes.
@@ -390,23 +402,22 @@ def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = Tr
     from .models.teachers import make_teacher
     from .photos import load_photos
 
-    d = params.get("data", {})
+    d = from_dict(BoxPromptDataConfig, params.get("data"), "train_boxprompt.data")
+    bcfg = from_dict(SimulatedBoxes, params.get("boxes"), "train_boxprompt.boxes")
     rng = np.random.default_rng(data_seed)
     photos = load_photos("train")
-    side = tuple(d.get("base_side", (320, 512)))
-    samples = handcrafted_samples(photos, int(d.get("handcrafted", 300)), rng, side)
-    samples += authentic_samples(photos, int(d.get("authentic", 80)), rng, side)
+    samples = handcrafted_samples(photos, d.handcrafted, rng, d.base_side)
+    samples += authentic_samples(photos, d.authentic, rng, d.base_side)
     kind = params.get("teacher", "grabcut")
     kw = {"checkpoint": params.get("sam_checkpoint"), "model_type": params.get("sam_model_type", "vit_b")} if kind == "sam" else {}
     teacher = make_teacher(kind, **kw)
-    bcfg = params.get("boxes", {})
     images, truth, all_boxes = [], [], []
     targets: dict[str, list] = {"teacher": [], "truth": [], "box": [], "image": []}
     scores: dict[str, list] = {"teacher": [], "box": []}
     t0 = time.perf_counter()
     for rgb, mask in tqdm(samples, desc=f"{kind} pseudo-masks", disable=not progress, unit="img"):
         m = mask > 0.5
-        bx = B.boxes_from_mask(m, rng, looseness=tuple(bcfg.get("looseness", (0.0, 0.15))), jitter=float(bcfg.get("jitter", 0.05))) if m.any() else []
+        bx = B.boxes_from_mask(m, rng, looseness=bcfg.looseness, jitter=bcfg.jitter) if m.any() else []
         filled = B.boxes_to_mask(bx, (rgb.shape[1], rgb.shape[0])).astype(np.float32) if bx else np.zeros(m.shape, np.float32)
         pseudo = teacher(rgb, bx).astype(np.float32) if bx else np.zeros(m.shape, np.float32)
         images.append(rgb)
@@ -446,8 +457,8 @@ def train_student(
     if name not in STUDENTS:
         raise KeyError(f"unknown student {name!r}; known: {', '.join(STUDENTS)}")
     kind, overrides = STUDENTS[name]
-    tcfg = TrainConfig(**_dataclass_kwargs(TrainConfig, {**params.get("train", {}), "seed": seed}))
-    mcfg = BoxPromptConfig(**_dataclass_kwargs(BoxPromptConfig, {**params.get("model", {}), **overrides, "input_size": tcfg.size}))
+    tcfg = from_dict(TrainConfig, {**params.get("train", {}), "seed": seed}, "train_boxprompt.train")
+    mcfg = from_dict(BoxPromptConfig, {**params.get("model", {}), **overrides, "input_size": tcfg.size}, "train_boxprompt.model")
     mixture = Mixture({kind: ListSource(list(zip(data.images, data.targets[kind])))})
     torch.manual_seed(seed)
     model = BoxPromptStudent(mcfg)

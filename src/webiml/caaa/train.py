@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from .. import io
+from ..config import from_dict
 from ..register import warp_to
 from ..synth import EVIDENT_PAIRS, Degradation, WebPairConfig, decode, make_web_pair
 
@@ -343,12 +344,21 @@ def save_json(path: str | Path, obj) -> None:
 # --------------------------------------------------------------------------- the whole stage
 
 
-def _sub(cls, d: dict | None):
-    import dataclasses
+#: keys of a model's section that are not TrainConfig fields: the classifier's input size, the
+#: Corr-DINO-lite feature cache
+MODEL_KEYS = {"classifier": ("size",), "corr": ("cache_mb",)}
+MODELS = ("classifier", "dass", "corr", "unified")
 
-    names = {f.name for f in dataclasses.fields(cls)}
-    d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (d or {}).items() if k in names}
-    return cls(**d)
+
+def parse_params(params: dict) -> tuple[PoolConfig, dict[str, TrainConfig]]:
+    """The pool and per-model training configs of the ``train_annotators`` section; an unknown
+    key anywhere in them is an error that names it (raised before any work starts)."""
+    pool = from_dict(PoolConfig, params.get("pool"), "train_annotators.pool")
+    train = {}
+    for name in MODELS:
+        d = {k: v for k, v in (params.get(name) or {}).items() if k not in MODEL_KEYS.get(name, ())}
+        train[name] = from_dict(TrainConfig, d, f"train_annotators.{name}")
+    return pool, train
 
 
 def dass_config(pool: PoolConfig, **kw):
@@ -368,7 +378,7 @@ def train_annotators(params: dict, out: str | Path, plots: str | Path, seed: int
     torch.set_num_threads(int(params.get("threads", 2)))
     out, plots = Path(out), Path(plots)
     enc = {"encoder": params.get("encoder", "tf_efficientnet_lite0"), "weights": params.get("weights", "offline")}
-    pcfg = _sub(PoolConfig, params.get("pool"))
+    pcfg, tcfgs = parse_params(params)
     t0 = time.perf_counter()
     pool = make_pool(load_photos(pcfg.photo_split), pcfg, seed, progress)
     n_val = max(8, int(len(pool) * float(params.get("val_fraction", 0.15))))
@@ -387,7 +397,7 @@ def train_annotators(params: dict, out: str | Path, plots: str | Path, seed: int
         ("unified", lambda: DASS(dass_config(pcfg, **enc)), dass_step, tr, va, "dass"),
     ]
     for name, build, step, tr_i, va_i, kind in jobs:
-        tcfg = _sub(TrainConfig, params.get(name))
+        tcfg = tcfgs[name]
         t1 = time.perf_counter()
         torch.manual_seed(seed)
         model = build()

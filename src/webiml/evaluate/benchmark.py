@@ -102,6 +102,10 @@ def run_benchmark(
     """
     from tqdm import tqdm
 
+    unknown = sorted(set(robustness or {}) - set(PERTURBATIONS))
+    if unknown:  # before hours of predictions, not after
+        raise ValueError(f"unknown perturbation{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in "
+                         f"params section 'benchmark.robustness'; allowed: {', '.join(PERTURBATIONS)}")
     res: dict = {"datasets": {}, "rows": {}, "robustness": {}}
     total = len(models) * len(datasets)
     bar = tqdm(total=total, desc="benchmark", disable=not progress, unit="run")

@@ -1,0 +1,52 @@
+"""Strict params sections: an unknown key fails at once, naming the key, the section and the allowed keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from webiml.config import from_dict
+
+
+@dataclass(frozen=True)
+class Cfg:
+    steps: int = 3
+    side: tuple[int, int] = (1, 2)
+
+
+def test_from_dict():
+    assert from_dict(Cfg, None, "s") == Cfg()
+    assert from_dict(Cfg, {"side": [4, 5]}, "s") == Cfg(side=(4, 5))  # YAML lists become tuples
+    assert from_dict(Cfg, {"steps": 7}, "s", base=Cfg(side=(9, 9))) == Cfg(7, (9, 9))
+    with pytest.raises(ValueError) as e:
+        from_dict(Cfg, {"stpes": 7, "sied": 1}, "train_x.dass")
+    assert str(e.value) == "unknown keys 'sied', 'stpes' in params section 'train_x.dass'; allowed: steps, side"
+    with pytest.raises(ValueError, match="must be a mapping"):
+        from_dict(Cfg, [1], "s")
+
+
+def test_train_annotators_refuses_a_typo_before_any_work(monkeypatch, tmp_path):
+    from webiml.caaa import train as T
+
+    monkeypatch.setattr(T, "make_pool", lambda *a, **k: pytest.fail("the pool was built before the params were checked"))
+    for section, d in (("dass", {"stpes": 700}), ("pool", {"n_pair": 10}), ("corr", {"cache_gb": 1})):
+        with pytest.raises(ValueError, match=rf"params section 'train_annotators.{section}'"):
+            T.train_annotators({section: d}, tmp_path / "m", tmp_path / "p", progress=False)
+    pool, train = T.parse_params({"classifier": {"size": 96, "steps": 5}, "corr": {"cache_mb": 0, "lr": 0.1}})
+    assert train["classifier"].steps == 5 and train["corr"].lr == 0.1 and pool == T.PoolConfig()
+
+
+def test_boxprompt_data_refuses_a_typo_before_any_work():
+    from webiml.train import prepare_boxprompt_data
+
+    for section, d in (("data", {"handcraftd": 3}), ("boxes", {"loosenes": [0, 1]})):
+        with pytest.raises(ValueError, match=rf"unknown key '\w+' in params section 'train_boxprompt.{section}'"):
+            prepare_boxprompt_data({section: d}, progress=False)
+
+
+def test_benchmark_refuses_an_unknown_perturbation_before_predicting():
+    from webiml.evaluate.benchmark import run_benchmark
+
+    with pytest.raises(ValueError, match=r"unknown perturbation 'jpg' in params section 'benchmark.robustness'; allowed: jpeg"):
+        run_benchmark({}, {"x": "does-not-exist"}, robustness={"jpg": [70]}, progress=False)
