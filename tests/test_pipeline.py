@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from webiml.stage import IMPORTS, REPO_MARKER, STAGES, load_params, make_workspace, overlay, run_stage, stage_parameters
+from webiml.stage import IMPORTS, MATRIX_KEYS, REPO_MARKER, STAGES, load_params, make_workspace, overlay, run_stage, stage_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,6 +133,20 @@ def test_overlay_and_stage_parameters():
                 if isinstance(v, dict):
                     check(v, ref[k], f"{where}{k}.")
         check(load_params(f), default, "")
+
+
+def test_notebook_parameter_cells_hold_the_values_of_params_yaml():
+    """A notebook opened in JupyterLab runs with the pipeline's values, not stale ones of its own."""
+    params = load_params(ROOT / "params.yaml")
+    for stage, nb in STAGES.items():
+        cells = json.loads((ROOT / f"notebooks/{nb}.ipynb").read_text())["cells"]
+        cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+        values = {t.id: ast.literal_eval(node.value) for node in ast.parse("".join(cell["source"])).body
+                  if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+        expected = {k: v for k, v in stage_parameters(params, stage).items() if k not in MATRIX_KEYS.get(stage, ())}
+        for k, v in expected.items():
+            assert k in values, f"{nb}: no parameter {k!r}"
+            assert values[k] == v, f"{nb}: parameter {k} = {values[k]!r}, params.yaml says {v!r}"
 
 
 def test_a_typo_in_a_params_section_fails_at_once(tmp_path):
