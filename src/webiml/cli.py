@@ -83,10 +83,10 @@ def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, mo
     io.write_soft_mask(out, res.prob)
     written = io.read_soft_mask(out)  # the mask as written (0–255), as the dataset build sees it
     q, fraction = qes(written), label_guard.mask_fraction(written)
-    refused = label_guard.verdict(fraction, reg.status, guard)
+    qes_kept, refused = keep(q, threshold), label_guard.verdict(fraction, reg.status, guard)
     return {"category": res.category, "category_prob": round(res.category_prob, 4), "aligned": res.aligned,
-            "annotator": res.annotator, "registration": reg.status, "qes": round(q, 4), "qes_kept": keep(q, threshold),
-            "mask_fraction": round(fraction, 4), "refused": refused, "kept": keep(q, threshold) and refused is None,
+            "annotator": res.annotator, "registration": reg.status, "qes": round(q, 4), "qes_kept": qes_kept,
+            "mask_fraction": round(fraction, 4), "refused": refused, "kept": qes_kept and refused is None,
             "flags": label_guard.flags(reg.status, guard), "mask": str(out), "size": [f.shape[1], f.shape[0]]}
 
 
