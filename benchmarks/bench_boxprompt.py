@@ -23,7 +23,7 @@ import torch
 from webiml import io
 from webiml.models.profile import gflops, median_seconds, profile
 from webiml.boxes import boxes_from_mask
-from webiml.mixture import handcrafted_samples
+from webiml.samples import handcrafted_samples
 from webiml.models.boxprompt import BoxPromptConfig, BoxPromptStudent
 from webiml.models.teachers import BoxTeacher, GrabCutTeacher, SamTeacher, teacher_quality
 from webiml.photos import load_photos

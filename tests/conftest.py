@@ -76,3 +76,41 @@ def tiny_models(tmp_path_factory):
                         ("corr", M.CorrDINO(M.CorrConfig(weights="none", size=64)))):
         save_checkpoint(d / f"{name}.pt", model, model.cfg)
     return d
+
+
+def _dvc_env() -> dict:
+    import os
+    import sys
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["MPLBACKEND"] = "Agg"
+    return env
+
+
+def dvc(ws: Path, *args: str, timeout: int = 900):
+    """Run ``dvc ARGS`` in ``ws``; fail the test with its output when it fails."""
+    import subprocess
+
+    p = subprocess.run(["dvc", *args], cwd=ws, env=_dvc_env(), capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
+
+
+@pytest.fixture(scope="session")
+def smoke_workspace(tmp_path_factory):
+    """The smoke-size workspace after one ``dvc repro`` (run once per session; tests must not change it,
+    copy it first). Returns ``(workspace, stdout of the first repro, seconds it took)``."""
+    import time
+
+    from webiml.stage import make_workspace
+
+    root = Path(__file__).resolve().parents[1]
+    tmp = tmp_path_factory.mktemp("smoke")
+    ws = make_workspace("smoke", tmp / "ws", repo=root)
+    # its own DVC cache: with the repository's (and its run cache) a second `make test` would restore every stage
+    dvc(ws, "cache", "dir", "--local", str(tmp / "cache"))
+    t0 = time.perf_counter()
+    first = dvc(ws, "repro")
+    return ws, first.stdout, time.perf_counter() - t0

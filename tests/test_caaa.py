@@ -49,7 +49,7 @@ def test_encoder_channels_stem_and_weight_sources(tmp_path):
 def test_dass_difference_is_float_not_wrapped_uint8():
     a = np.full((8, 8, 3), 51, np.uint8)
     f = np.full((8, 8, 3), 204, np.uint8)
-    x = M.DASS.inputs(M.to_tensor(a, 8)[None], M.to_tensor(f, 8)[None])
+    x = M.DASS.inputs(M.to_tensor(f, 8)[None], M.to_tensor(a, 8)[None])
     assert x.shape == (1, 9, 8, 8)
     assert torch.allclose(x[:, 6:], torch.full((1, 3, 8, 8), 153 / 255))  # uint8 a - f would wrap to 103
     assert (a - f)[0, 0, 0] == 103  # the trap the float difference avoids
@@ -59,13 +59,13 @@ def test_model_shapes_and_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     d = M.DASS(M.DASSConfig(weights="none", size=64)).eval()
     a, f = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
-    assert d(a, f).shape == (2, 1, 64, 64)
-    p = d.predict_tta(a, f)
+    assert d(f, a).shape == (2, 1, 64, 64)
+    p = d.predict_tta(f, a)
     assert p.shape == (2, 1, 64, 64) and 0 <= float(p.min()) and float(p.max()) <= 1
     save_checkpoint(tmp_path / "d.pt", d, d.cfg, {"metrics": {"iou": 0.5}})
     d2, extra = load_checkpoint(tmp_path / "d.pt")
     assert extra["metrics"]["iou"] == 0.5 and isinstance(d2, M.DASS)
-    assert torch.allclose(d2(a, f), d(a, f), atol=1e-6)
+    assert torch.allclose(d2(f, a), d(f, a), atol=1e-6)
     c = M.CorrDINO(M.CorrConfig(weights="none", size=64)).train()
     assert not c.encoder.training  # the prior-feature encoder stays frozen, BN included
     assert all(not q.requires_grad for q in c.encoder.parameters())
@@ -163,8 +163,8 @@ class _Const(torch.nn.Module):
         self.calls += 1
         return torch.full((x.shape[0], 1, x.shape[2], x.shape[3]), float(np.log(self.value / (1 - self.value))))
 
-    def predict_tta(self, a, f):
-        return torch.sigmoid(self(a, f))
+    def predict_tta(self, f, a):
+        return torch.sigmoid(self(f, a))
 
 
 def test_dass_native_runs_small_images_at_min_side_and_answers_at_their_size():
@@ -173,7 +173,7 @@ def test_dass_native_runs_small_images_at_min_side_and_answers_at_their_size():
     model = _Const(0.7)
     model.cfg.min_side, model.cfg.max_side = 96, 128
     seen = []
-    model.predict_tta = lambda a, f: (seen.append(tuple(f.shape[-2:])), torch.sigmoid(model(a, f)))[1]
+    model.predict_tta = lambda f, a: (seen.append(tuple(f.shape[-2:])), torch.sigmoid(model(f, a)))[1]
     prob = dass_native(model, np.zeros((30, 48, 3), np.uint8), np.zeros((30, 48, 3), np.uint8))
     assert seen == [(64, 96)]  # 30 x 48 enlarged 2x to a 96 long side, padded to multiples of 32
     assert prob.shape == (30, 48) and np.allclose(prob, 0.7, atol=1e-4)

@@ -38,7 +38,7 @@ def test_train_annotators_refuses_a_typo_before_any_work(monkeypatch, tmp_path):
 
 
 def test_boxprompt_data_refuses_a_typo_before_any_work():
-    from webiml.train import prepare_boxprompt_data
+    from webiml.train_boxprompt import prepare_boxprompt_data
 
     for section, d in (("data", {"handcraftd": 3}), ("boxes", {"loosenes": [0, 1]})):
         with pytest.raises(ValueError, match=rf"unknown key '\w+' in params section 'train_boxprompt.{section}'"):

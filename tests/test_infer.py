@@ -52,7 +52,7 @@ def test_registry_resolves_names_seeds_and_paths(pipeline):
     rows = {r["name"]: r for r in registry.list_models(pipeline)}
     assert rows["webiml"]["trained"] and rows["webiml"]["seeds"] == [0, 2] and not rows["webiml-noweb"]["trained"]
     assert rows["boxprompt-full"]["seeds"] == [1] and not rows["boxprompt"]["trained"]
-    assert set(rows) == set(registry.WEBIML_VARIANTS) | set(registry.BOXPROMPT_MODELS)
+    assert set(rows) == set(registry.WEBIML_VARIANTS) | set(registry.STUDENTS)
 
 
 def test_supervision_comparison_pairs_seeds():
@@ -193,3 +193,10 @@ def test_synthetic_testset_index_resolves_from_any_working_directory(tmp_path, m
     for img, mask in entries:
         assert Path(img).is_absolute() and Path(img).is_file()
         assert mask == "Negative" or Path(mask).is_file()
+
+
+def test_group_seeds_takes_run_ids_bare_names_and_paths():
+    from webiml.evaluate.benchmark import group_seeds
+
+    assert group_seeds(["webiml@seed0", "webiml@seed1", "webiml-noweb", "runs/x/model.pt"]) == {
+        "webiml": ["webiml@seed0", "webiml@seed1"], "webiml-noweb": ["webiml-noweb"], "runs/x/model.pt": ["runs/x/model.pt"]}

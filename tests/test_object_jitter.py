@@ -1,4 +1,4 @@
-"""Object Jitter (DESIGN §2): enlarged re-paste of an object on itself, label = enlarged footprint."""
+"""Object Jitter (docs/methods.md): enlarged re-paste of an object on itself, label = enlarged footprint."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from webiml.synth import JitterConfig, JitterRejected, jitter_blur_kernel, jitter_pad, object_jitter
+from webiml.jitter import JitterConfig, JitterRejected, jitter_blur_kernel, jitter_pad, object_jitter
 
 H, W = 96, 128
 NO_BLUR = JitterConfig(p_blur=0.0)

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 import matplotlib.pyplot as plt
 from PIL import Image
 
-from webiml import figures, io
+from webiml import io
 from webiml.caaa import quality
 
 S = 8
@@ -137,7 +137,7 @@ def test_figures(folders, tmp_path):
     for name, (fig, n_axes) in figs.items():
         assert isinstance(fig, Figure), name
         assert len(fig.axes) == n_axes, name
-    assert figures.save(figs["grid"][0], tmp_path / "grid.png").stat().st_size > 0
+    assert io.save_figure(figs["grid"][0], tmp_path / "grid.png").stat().st_size > 0
     for fig, _ in figs.values():
         plt.close(fig)
 

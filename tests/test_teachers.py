@@ -56,7 +56,7 @@ def test_grabcut_downscales_big_crops_and_unions_objects():
 
 
 def test_grabcut_is_deterministic_whatever_opencv_rng_state():
-    from webiml.mixture import handcrafted_samples
+    from webiml.samples import handcrafted_samples
     from webiml.photos import load_photos
 
     # a photo forgery on which GrabCut's k-means initialisation matters

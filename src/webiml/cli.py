@@ -200,7 +200,8 @@ def _pseudo_masks(args: argparse.Namespace) -> int:
 
 def _train_webiml(args: argparse.Namespace) -> int:
     from .stage import load_params
-    from .train import init_distributed, prepare_webiml, train_webiml
+    from .train import init_distributed
+    from .train_webiml import prepare_webiml, train_webiml
 
     params = load_params(args.params)
     section = params["train_webiml"]

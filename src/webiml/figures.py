@@ -1,4 +1,4 @@
-"""Figures shared by the notebooks (matplotlib, Agg-safe)."""
+"""Figures of the pair corpus (the collect stage): example pairs and registration quality."""
 
 from __future__ import annotations
 
@@ -12,13 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import io  # noqa: E402
-
-
-def save(fig, path: str | Path, dpi: int = 110) -> Path:
-    path = Path(path)
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    return path
 
 
 def pair_examples(folder: str | Path, records: Sequence[io.PairRecord], max_side: int = 320):
@@ -90,69 +83,5 @@ def registration_figure(synthetic_errors_px: Sequence[float], outside_diffs: dic
         a2.text(0.5, 0.5, "no pair with truth", ha="center", va="center")
     a2.set_ylabel("median |forged − registered| outside mask (0–255)")
     a2.set_title("alignment outside the edited region")
-    fig.tight_layout()
-    return fig
-
-
-def mixture_samples(mixture, n_per_source: int = 4, seed: int = 0, max_side: int = 200):
-    """A few samples of each training source, the truth outlined in yellow."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    names = mixture.names
-    fig, axes = plt.subplots(len(names), n_per_source, figsize=(2.0 * n_per_source, 2.0 * len(names)), squeeze=False)
-    for r, name in enumerate(names):
-        src = mixture.sources[name]
-        for c in range(n_per_source):
-            ax = axes[r][c]
-            ax.axis("off")
-            if not len(src):
-                continue
-            rgb, target = src[int(rng.integers(len(src)))]
-            s = max_side / max(rgb.shape[:2])
-            size = (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s)))
-            img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).copy()
-            m = cv2.resize((target > 0.5).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-            contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(img, contours, -1, (255, 255, 0), 1)
-            ax.imshow(img)
-            ax.set_title(f"{name} ({100 * float((target > 0.5).mean()):.0f}%)", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def training_curves(histories: dict[str, Sequence[dict]], key: str = "loss"):
-    """Loss curves of several runs (``{run name: history rows}``)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    for name, rows in histories.items():
-        rows = [r for r in rows if key in r]
-        ax.plot([r["step"] for r in rows], [float(r[key]) for r in rows], label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel(key)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def box_supervision(pool, n: int = 6, seed: int = 0, max_side: int = 200):
-    """Rows of image with boxes | truth | teacher pseudo-mask | filled boxes for tampered samples."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    idx = [i for i, t in enumerate(pool.truth) if t.any()]
-    idx = [idx[i] for i in sorted(rng.choice(len(idx), size=min(n, len(idx)), replace=False))] if idx else []
-    fig, axes = plt.subplots(max(1, len(idx)), 4, figsize=(8, 2.0 * max(1, len(idx))), squeeze=False)
-    for r, i in enumerate(idx):
-        rgb = pool.images[i]
-        s = max_side / max(rgb.shape[:2])
-        size = (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s)))
-        img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).copy()
-        for x0, y0, x1, y1 in pool.boxes[i]:
-            cv2.rectangle(img, (round(x0 * s), round(y0 * s)), (round(x1 * s) - 1, round(y1 * s) - 1), (255, 255, 0), 1)
-        panels = [img] + [cv2.resize(np.asarray(m, np.float32), size) for m in (pool.truth[i], pool.targets["teacher"][i], pool.targets["box"][i])]
-        for c, (p, t) in enumerate(zip(panels, ("image + boxes", "truth", "teacher", "filled boxes"))):
-            axes[r][c].imshow(p, cmap=None if p.ndim == 3 else "gray", vmin=0, vmax=1 if p.ndim == 2 else None)
-            axes[r][c].set_title(t, fontsize=8)
-            axes[r][c].axis("off")
     fig.tight_layout()
     return fig

@@ -1,4 +1,4 @@
-"""Images with object instance masks, the raw material of Object Jitter (``synth.object_jitter``).
+"""Images with object instance masks, the raw material of Object Jitter (``jitter.object_jitter``).
 
 Three sources: a COCO instances JSON (read with pycocotools), the bundled offline photos that carry
 instance masks, and object-like synthetic masks (Bézier blobs on textured points) for photos

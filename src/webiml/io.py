@@ -189,6 +189,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write a matplotlib figure atomically (format from the suffix, PNG by default)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    return path
+
+
+def write_jsonl(path: str | os.PathLike, rows: Any) -> None:
+    """One JSON object per line (atomic)."""
+    write_text_atomic(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, (np.integer,)):
         return int(o)

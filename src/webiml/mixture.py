@@ -4,7 +4,7 @@
   photos: in-place SPG edits and SDG pastes, each with web degradations), the stand-in for the
   public hand-crafted training sets;
 - ``web``: the auto-annotated web dataset written by the filter stage (a BenCo index);
-- ``jitter``: Object Jitter samples (``synth.object_jitter``) on instance masks from COCO, the
+- ``jitter``: Object Jitter samples (``jitter.object_jitter``) on instance masks from COCO, the
   offline photos' own instances or object-like synthetic masks;
 - ``authentic``: crops of the ``train`` photos with empty masks.
 
@@ -14,7 +14,6 @@ the web source is read from disk on demand.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from . import io, synth
+from . import jitter
+from .samples import ListSource, IndexSource, authentic_samples, handcrafted_samples  # noqa: F401
 from .train import Mixture
 
 log = logging.getLogger(__name__)
@@ -42,86 +42,6 @@ class MixtureConfig:
     coco_annotations: str | None = None  # instances: coco -> a COCO instances JSON ...
     coco_images: str | None = None  # ... and its image folder
     photo_dir: str | None = None  # a folder of the user's own photos instead of the bundled `train` split
-
-
-class ListSource:
-    """Samples held in memory."""
-
-    def __init__(self, items: Sequence[tuple[np.ndarray, np.ndarray]]):
-        self.items = list(items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.items[i]
-
-
-class IndexSource:
-    """Image/mask pairs of a BenCo index (or ``Tp/``+``Gt/`` folder), read on demand.
-
-    Opening checks every entry's header (readable image, mask of the same size) without decoding;
-    entries that fail are left out with their reason in ``rejected``. An image that fails to decode
-    later (e.g. truncated data) is also recorded there and replaced by the next entry.
-    ``"Negative"`` entries get an empty mask.
-    """
-
-    def __init__(self, index: str | Path):
-        from PIL import Image
-
-        self.entries: list[tuple[Path, Path | None]] = []
-        self.rejected: list[dict] = []
-        for img, mask in io.read_index(index):
-            try:
-                with Image.open(img) as im:
-                    size = im.size
-                if mask is not None:
-                    with Image.open(mask) as m:
-                        if m.size != size:
-                            raise ValueError(f"mask size {m.size} != image size {size}")
-            except (OSError, ValueError) as e:
-                self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": str(e)})
-                continue
-            self.entries.append((img, mask))
-        self._get = functools.lru_cache(maxsize=512)(self._read)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        for k in range(len(self.entries)):
-            img, mask = self.entries[(i + k) % len(self.entries)]
-            try:
-                rgb, _ = io.read_image(img)
-                target = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0])) if mask is not None else np.zeros(rgb.shape[:2], bool)
-                return rgb, target.astype(np.float32)
-            except (io.Rejected, ValueError, OSError) as e:
-                self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": getattr(e, "reason", str(e))})
-                log.warning("training image left out: %s (%s)", img, e)
-        raise ValueError("no entry of the index can be read")
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._get(i)
-
-
-def handcrafted_samples(photos: Sequence, n: int, rng: np.random.Generator, base_side=(320, 512)) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``n`` synthetic forgeries (forged image, truth) from ``photos`` with web degradations."""
-    cfg = synth.WebPairConfig(base_side=tuple(base_side))
-    out = []
-    for _ in range(n):
-        pair = synth.make_web_pair(rng, photos, cfg)
-        out.append((synth.decode(pair.forged_bytes), pair.mask.astype(np.float32)))
-    return out
-
-
-def authentic_samples(photos: Sequence, n: int, rng: np.random.Generator, base_side=(320, 512)) -> list[tuple[np.ndarray, np.ndarray]]:
-    out = []
-    for _ in range(n):
-        base, _ = synth.random_base(photos[int(rng.integers(len(photos)))].rgb, rng, tuple(base_side))
-        if rng.random() < 0.7:  # authentic images on the web are JPEGs too
-            base = synth.decode(synth.encode(base, "jpeg", int(rng.integers(70, 96))))
-        out.append((base, np.zeros(base.shape[:2], np.float32)))
-    return out
 
 
 def _fit_side(rgb: np.ndarray, masks: Sequence[np.ndarray], long_side: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -164,8 +84,8 @@ def jitter_samples(images: Sequence, n: int, rng: np.random.Generator, base_side
         item = images[int(rng.integers(len(images)))]
         rgb, masks = _fit_side(item.rgb, item.masks, int(rng.integers(base_side[0], base_side[1] + 1)))
         try:
-            j = synth.object_jitter(rgb, masks, rng)
-        except synth.JitterRejected as e:
+            j = jitter.object_jitter(rgb, masks, rng)
+        except jitter.JitterRejected as e:
             reasons[e.reason] = reasons.get(e.reason, 0) + 1
             continue
         out.append((j.image, j.mask.astype(np.float32)))
@@ -204,3 +124,30 @@ def build_mixture(
     mixture = Mixture(sources, dict(cfg.repeat))
     report["sources"] = mixture.describe()
     return mixture, report
+
+
+def samples_figure(mixture: Mixture, n_per_source: int = 4, seed: int = 0, max_side: int = 200):
+    """A few samples of each training source, the truth outlined in yellow."""
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    names = mixture.names
+    fig, axes = plt.subplots(len(names), n_per_source, figsize=(2.0 * n_per_source, 2.0 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        src = mixture.sources[name]
+        for c in range(n_per_source):
+            ax = axes[r][c]
+            ax.axis("off")
+            if not len(src):
+                continue
+            rgb, target = src[int(rng.integers(len(src)))]
+            s = max_side / max(rgb.shape[:2])
+            size = (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s)))
+            img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).copy()
+            m = cv2.resize((target > 0.5).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+            contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(img, contours, -1, (255, 255, 0), 1)
+            ax.imshow(img)
+            ax.set_title(f"{name} ({100 * float((target > 0.5).mean()):.0f}%)", fontsize=8)
+    fig.tight_layout()
+    return fig

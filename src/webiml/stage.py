@@ -22,7 +22,10 @@ from typing import Any
 
 import yaml
 
+from .workspace import REPO_MARKER, SCRATCH, find_root, load_params, overlay  # noqa: F401 (re-exported)
+
 STAGES = {
+    "testset": "00_testset",
     "collect": "01_collect",
     "train_annotators": "02_train_annotators",
     "annotate": "03_annotate",
@@ -30,12 +33,12 @@ STAGES = {
     "train_webiml": "05_train_webiml",
     "train_boxprompt": "06_train_boxprompt",
     "benchmark": "07_benchmark",
+    "report": "08_report",
 }
 GLOBAL_KEYS = ("seed",)
 PATH_KEYS = ("csv", "root", "miml_root", "noso_root", "manifest", "photo_dir", "check_noso", "check_web_pairs",
              "coco_annotations", "coco_images", "boxes")
 PATH_DICT_KEYS = ("datasets",)  # {name: path} mappings
-REPO_MARKER = ".webiml-repo"  # in a size workspace: the relative path back to the repository
 #: keys of a section that dvc.yaml's ``matrix`` reads, not the notebook: {stage: keys}
 MATRIX_KEYS = {"train_webiml": ("variants", "seeds")}
 #: keys a stage reads from other sections: {stage: {notebook parameter: "section.key" or "section"}}
@@ -45,19 +48,6 @@ IMPORTS = {
     "benchmark": {"webiml_variants": "train_webiml.variants", "webiml_seeds": "train_webiml.seeds",
                   "boxprompt_students": "train_boxprompt.students", "boxprompt_seeds": "train_boxprompt.seeds"},
 }
-
-
-def load_params(path: str | os.PathLike = "params.yaml") -> dict:
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
-
-
-def overlay(base: dict, over: dict) -> dict:
-    """Deep-merge ``over`` onto ``base`` (dicts merge, everything else replaces)."""
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 def stage_parameters(params: dict, stage: str) -> dict:
@@ -75,8 +65,7 @@ def stage_parameters(params: dict, stage: str) -> dict:
     return p
 
 
-def notebook_parameters(path: str | os.PathLike) -> list[str]:
-    """Names the tagged ``parameters`` cell of a notebook assigns, in order."""
+def _parameters_cell(path: str | os.PathLike) -> list:
     import ast
     import json
 
@@ -85,8 +74,19 @@ def notebook_parameters(path: str | os.PathLike) -> list[str]:
     if cell is None:
         raise ValueError(f"{path}: no cell tagged 'parameters'")
     source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-    return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
-            for t in node.targets if isinstance(t, ast.Name)]
+    return [node for node in ast.parse(source).body if isinstance(node, ast.Assign)]
+
+
+def notebook_parameters(path: str | os.PathLike) -> list[str]:
+    """Names the tagged ``parameters`` cell of a notebook assigns, in order."""
+    return [t.id for node in _parameters_cell(path) for t in node.targets if hasattr(t, "id")]
+
+
+def notebook_defaults(path: str | os.PathLike) -> dict:
+    """The literal values the tagged ``parameters`` cell of a notebook assigns."""
+    import ast
+
+    return {t.id: ast.literal_eval(node.value) for node in _parameters_cell(path) for t in node.targets if hasattr(t, "id")}
 
 
 def check_parameters(stage: str, params: dict, notebook: str | os.PathLike) -> None:
@@ -98,6 +98,61 @@ def check_parameters(stage: str, params: dict, notebook: str | os.PathLike) -> N
         own = [k for k in allowed if k not in GLOBAL_KEYS]
         raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in params "
                          f"section {stage!r}; the stage takes: {', '.join(own)}")
+
+
+def _stage_outputs(root: Path, stage: str) -> list[str]:
+    """The stage's outs, metrics and plots in ``dvc.yaml``; a templated path stands for its folder."""
+    paths = []
+    for out in (spec := load_params(root / "dvc.yaml")["stages"][stage]).get("outs", []) + spec.get("metrics", []) + spec.get("plots", []):
+        path = next(iter(out)) if isinstance(out, dict) else out
+        if "${" in path:
+            path = path.split("${")[0]
+            path = path if path.endswith("/") else os.path.dirname(path)
+        paths.append(path.rstrip("/"))
+    return paths
+
+
+def notebook_setup(stage: str, namespace: dict) -> Path:
+    """First cell after a stage notebook's parameters: make it run the same from anywhere.
+
+    Finds the workspace root (from the working directory up) and changes into it. Run by the stage
+    runner (``scratch=False``) nothing else changes. Opened interactively (``scratch=True``, the
+    notebook's default), parameters still at the notebook's own defaults take the workspace's
+    ``params.yaml`` values, and every parameter naming one of the stage's DVC outputs (or a folder
+    holding one) is moved under ``scratch/<stage>/``, so the pipeline's outputs are never overwritten.
+    Returns the root.
+    """
+    root = find_root()
+    os.chdir(root)
+    if not namespace.get("scratch", True):
+        return root
+    notebook = root / "notebooks" / f"{STAGES[stage]}.ipynb"
+    literal = notebook_defaults(notebook)
+    params = stage_parameters(load_params(root / "params.yaml"), stage)
+    marker = root / REPO_MARKER
+    if marker.is_file():
+        _rebase_paths(params, (root / marker.read_text().strip()).resolve(), root)
+    for k, v in params.items():
+        if k in literal and k in namespace and namespace[k] == literal[k]:
+            namespace[k] = v
+    outs = _stage_outputs(root, stage)
+    scratch = Path(SCRATCH) / stage
+
+    def tracked(path: str) -> bool:
+        p = Path(path).as_posix().rstrip("/")
+        return any(p == o or p.startswith(o + "/") or o.startswith(p + "/") for o in outs)
+
+    moved = []
+    for k in literal:
+        v = namespace.get(k)
+        if isinstance(v, str) and not os.path.isabs(v) and tracked(v):
+            namespace[k] = (scratch / v).as_posix()
+            moved.append(k)
+        elif isinstance(v, dict) and k in PATH_DICT_KEYS:
+            namespace[k] = {n: (scratch / p).as_posix() if isinstance(p, str) and tracked(p) else p for n, p in v.items()}
+    print(f"Interactive run in {root}: parameters from its params.yaml; outputs ({', '.join(moved) or 'none'}) "
+          f"go to {scratch}/ instead of the pipeline's files (pass scratch=False to write those).")
+    return root
 
 
 def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True, extra: dict | None = None, tag: str | None = None) -> Path:
@@ -120,6 +175,7 @@ def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True
         params.pop(k, None)
     src = root / "notebooks" / f"{STAGES[stage]}.ipynb"
     check_parameters(stage, params, src)
+    params["scratch"] = False  # the pipeline's own run: write the stage's outputs
     dst = root / "reports" / "notebooks" / (f"{STAGES[stage]}@{tag}.ipynb" if tag else f"{STAGES[stage]}.ipynb")
     dst.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(
@@ -171,8 +227,23 @@ def make_workspace(size: str, dest: str | os.PathLike, repo: str | os.PathLike =
         # One cache for every size: a stage whose params and inputs match the default run's
         # (e.g. the annotators, for the ablations) is restored from it instead of re-run.
         if (repo / ".dvc").is_dir():
-            subprocess.run([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(repo / ".dvc" / "cache")], cwd=dest, check=True)
+            subprocess.run([sys.executable, "-m", "dvc", "cache", "dir", "--local", str(_cache_dir(repo))], cwd=dest, check=True)
+            # the repository's default remote (config loading makes a relative url absolute), for dvc push / pull
+            from dvc.config import Config
+
+            conf = Config(dvc_dir=repo / ".dvc")
+            remote = conf["core"].get("remote")
+            if remote in conf["remote"]:
+                subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "--local", "-d", "-q", remote,
+                                conf["remote"][remote]["url"]], cwd=dest, check=True)
     return dest
+
+
+def _cache_dir(repo: Path) -> Path:
+    """The DVC cache the repository uses (its configured ``cache.dir``, else ``.dvc/cache``)."""
+    p = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], cwd=repo, capture_output=True, text=True)
+    out = p.stdout.strip()
+    return Path(out) if p.returncode == 0 and out else repo / ".dvc" / "cache"
 
 
 def _rebase_paths(params: Any, repo: Path, dest: Path) -> None:

@@ -29,7 +29,6 @@ import torch
 import torch.nn as nn
 
 from . import io
-from .config import from_dict
 from .models.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -272,202 +271,16 @@ def fit(
     return summary
 
 
-# ------------------------------------------------------------------------------ Web-IML
+def history_figure(histories: dict[str, Sequence[dict]], key: str = "loss"):
+    """Loss curves of several runs (``{run name: history rows}``)."""
+    import matplotlib.pyplot as plt
 
-
-
-
-@dataclass
-class WebIMLRun:
-    """Everything one Web-IML training run needs (see :func:`prepare_webiml`)."""
-
-    variant: str
-    seed: int
-    model: nn.Module
-    model_config: Any
-    train_config: TrainConfig
-    mixture: Mixture
-    report: dict
-    web: str | None
-
-
-def prepare_webiml(
-    variant: str,
-    params: dict,
-    seed: int,
-    web_dataset: str | Path | None,
-    web_all_dataset: str | Path | None = None,
-    data_seed: int = 0,
-) -> WebIMLRun:
-    """Model, settings and training mixture of one Web-IML ablation variant with one seed.
-
-    ``params`` is the ``train_webiml`` section (``model``, ``train``, ``mixture``); variants are
-    ``models.registry.WEBIML_VARIANTS``. The generated training data depend on ``data_seed`` only,
-    so seeds differ in initialisation and sampling order. ``web_dataset`` is the QES-filtered web
-    dataset, ``web_all_dataset`` the unfiltered one (used by ``webiml-noqes``).
-    """
-    from .mixture import MixtureConfig, build_mixture
-    from .models.registry import WEBIML_VARIANTS
-    from .models.webiml import WebIML, WebIMLConfig
-
-    if variant not in WEBIML_VARIANTS:
-        raise KeyError(f"unknown Web-IML variant {variant!r}; known: {', '.join(WEBIML_VARIANTS)}")
-    spec = WEBIML_VARIANTS[variant]
-    tcfg = from_dict(TrainConfig, {**params.get("train", {}), "seed": seed}, "train_webiml.train")
-    mcfg = from_dict(WebIMLConfig, {**params.get("model", {}), **spec.get("model", {}), "input_size": tcfg.size}, "train_webiml.model")
-    web_kind = spec.get("web", "qes")
-    web = {"none": None, "all": web_all_dataset, "qes": web_dataset}[web_kind]
-    if web_kind != "none":
-        if web is None:
-            raise ValueError(f"variant {variant} needs the {'unfiltered' if web_kind == 'all' else 'QES-filtered'} web dataset")
-        if not Path(web).exists():
-            raise FileNotFoundError(f"web dataset {web} not found: run `dvc repro filter` first")
-    mixture, report = build_mixture(from_dict(MixtureConfig, params.get("mixture", {}), "train_webiml.mixture"),
-                                    seed=data_seed, web_index=web, use_jitter=spec.get("jitter", True))
-    torch.manual_seed(seed)
-    model = WebIML(mcfg)
-    return WebIMLRun(variant, seed, model, mcfg, tcfg, mixture, report, str(web) if web else None)
-
-
-def train_webiml(run: WebIMLRun, out: str | Path, progress: bool = True) -> dict:
-    """Train a prepared run into ``out`` (``model.pt``, ``history.csv``, ``train.json``)."""
-    summary = fit(run.model, run.mixture, run.train_config, out, run.model_config, progress=progress,
-                  extra={"variant": run.variant, "seed": run.seed, "web": run.web, "mixture": run.report})
-    summary.update({"variant": run.variant, "seed": run.seed, "web": run.web})
-    return summary
-
-
-# -------------------------------------------------------------------------- BoxPromptIML
-
-#: how each student is supervised: name -> (target kind, student config overrides)
-STUDENTS: dict[str, tuple[str, dict]] = {
-    "boxprompt": ("teacher", {}),
-    "boxprompt-nomemory": ("teacher", {"memory": False}),
-    "boxprompt-full": ("truth", {}),
-    "boxprompt-box": ("box", {}),
-    "boxprompt-image": ("image", {}),
-}
-
-
-def image_level_loss(model: nn.Module, out: dict, y: torch.Tensor, r: float = 4.0) -> tuple[torch.Tensor, dict]:
-    """CAM-style weak supervision: BCE between the log-sum-exp pooled map and the image label
-    (tampered iff the target has any positive pixel). The map itself is never supervised."""
-    logits = out["logits"].flatten(1)
-    pooled = (torch.logsumexp(r * logits, dim=1) - math.log(logits.shape[1])) / r
-    label = (y.flatten(1).amax(1) > 0.5).float()
-    loss = nn.functional.binary_cross_entropy_with_logits(pooled, label)
-    return loss, {"image_bce": loss.item()}
-
-
-@dataclass
-class BoxPromptData:
-    """The students' training pool: images, truth, simulated boxes and every kind of target."""
-
-    images: list[np.ndarray]
-    truth: list[np.ndarray]
-    boxes: list[list[tuple[float, float, float, float]]]
-    targets: dict[str, list[np.ndarray]]  # kind (teacher, truth, box, image) -> per-image float masks
-    report: dict
-
-
-@dataclass(frozen=True)
-class BoxPromptDataConfig:
-    """``train_boxprompt.data``: the students' training forgeries (``train`` photos)."""
-
-    handcrafted: int = 300
-    authentic: int = 80
-    base_side: tuple[int, int] = (320, 512)
-
-
-@dataclass(frozen=True)
-class SimulatedBoxes:
-    """``train_boxprompt.boxes``: the simulated annotator (see :func:`webiml.boxes.boxes_from_mask`)."""
-
-    looseness: tuple[float, float] = (0.0, 0.15)
-    jitter: float = 0.05
-
-
-def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = True) -> BoxPromptData:
-    """Forgeries with truth from the ``train`` photos (plus authentic crops), one simulated box per
-    connected truth region, and the teacher's pseudo-masks from those boxes.
-
-    ``params`` is the ``train_boxprompt`` section. The teacher's pseudo-mask quality (IoU/F1 against
-    truth, tampered images only) is in ``report["teacher"]``; the box lower bound in ``report["box"]``.
-    """
-    from tqdm import tqdm
-
-    from . import boxes as B
-    from .evaluate.metrics import mean_scores, pixel_scores
-    from .mixture import authentic_samples, handcrafted_samples
-    from .models.teachers import make_teacher
-    from .photos import load_photos
-
-    d = from_dict(BoxPromptDataConfig, params.get("data"), "train_boxprompt.data")
-    bcfg = from_dict(SimulatedBoxes, params.get("boxes"), "train_boxprompt.boxes")
-    rng = np.random.default_rng(data_seed)
-    photos = load_photos("train")
-    samples = handcrafted_samples(photos, d.handcrafted, rng, d.base_side)
-    samples += authentic_samples(photos, d.authentic, rng, d.base_side)
-    kind = params.get("teacher", "grabcut")
-    kw = {"checkpoint": params.get("sam_checkpoint"), "model_type": params.get("sam_model_type", "vit_b")} if kind == "sam" else {}
-    teacher = make_teacher(kind, **kw)
-    images, truth, all_boxes = [], [], []
-    targets: dict[str, list] = {"teacher": [], "truth": [], "box": [], "image": []}
-    scores: dict[str, list] = {"teacher": [], "box": []}
-    t0 = time.perf_counter()
-    for rgb, mask in tqdm(samples, desc=f"{kind} pseudo-masks", disable=not progress, unit="img"):
-        m = mask > 0.5
-        bx = B.boxes_from_mask(m, rng, looseness=bcfg.looseness, jitter=bcfg.jitter) if m.any() else []
-        filled = B.boxes_to_mask(bx, (rgb.shape[1], rgb.shape[0])).astype(np.float32) if bx else np.zeros(m.shape, np.float32)
-        pseudo = teacher(rgb, bx).astype(np.float32) if bx else np.zeros(m.shape, np.float32)
-        images.append(rgb)
-        truth.append(m)
-        all_boxes.append(bx)
-        targets["teacher"].append(pseudo)
-        targets["truth"].append(m.astype(np.float32))
-        targets["box"].append(filled)
-        targets["image"].append(m.astype(np.float32))  # only its image-level label is used
-        if m.any():
-            scores["teacher"].append(pixel_scores(pseudo > 0.5, m))
-            scores["box"].append(pixel_scores(filled > 0.5, m))
-    report = {
-        "n_images": len(images),
-        "n_tampered": int(sum(t.any() for t in truth)),
-        "n_boxes": int(sum(len(b) for b in all_boxes)),
-        "teacher_name": kind,
-        "teacher": mean_scores(scores["teacher"]),
-        "box": mean_scores(scores["box"]),
-        "teacher_seconds": round(time.perf_counter() - t0, 2),
-    }
-    return BoxPromptData(images, truth, all_boxes, targets, report)
-
-
-def train_student(
-    name: str,
-    data: BoxPromptData,
-    params: dict,
-    seed: int,
-    out: str | Path,
-    progress: bool = True,
-) -> dict:
-    """Train one BoxPromptIML student (see :data:`STUDENTS`) into ``out``."""
-    from .mixture import ListSource
-    from .models.boxprompt import BoxPromptConfig, BoxPromptStudent
-
-    if name not in STUDENTS:
-        raise KeyError(f"unknown student {name!r}; known: {', '.join(STUDENTS)}")
-    kind, overrides = STUDENTS[name]
-    tcfg = from_dict(TrainConfig, {**params.get("train", {}), "seed": seed}, "train_boxprompt.train")
-    mcfg = from_dict(BoxPromptConfig, {**params.get("model", {}), **overrides, "input_size": tcfg.size}, "train_boxprompt.model")
-    mixture = Mixture({kind: ListSource(list(zip(data.images, data.targets[kind])))})
-    torch.manual_seed(seed)
-    model = BoxPromptStudent(mcfg)
-    soft = bool(getattr(mcfg, "soft_labels", False))
-    target_fn = None if soft or kind == "image" else (lambda x, y: (y > 0.5).float())
-    loss_fn = image_level_loss if kind == "image" else None
-    extra = {"student": name, "supervision": kind, "seed": seed, "teacher": data.report.get("teacher_name")}
-    if getattr(model, "resize_to", None):
-        extra["resize_to"] = model.resize_to
-    summary = fit(model, mixture, tcfg, out, mcfg, extra=extra, target_fn=target_fn, loss_fn=loss_fn, progress=progress)
-    summary.update({"student": name, "supervision": kind, "parameters": sum(p.numel() for p in model.parameters())})
-    return summary
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for name, rows in histories.items():
+        rows = [r for r in rows if key in r]
+        ax.plot([r["step"] for r in rows], [float(r[key]) for r in rows], label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -61,7 +61,7 @@ def dass_native(model, forged: np.ndarray, authentic_view: np.ndarray, tta: bool
         return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
 
     f, a = prep(forged), prep(authentic_view)
-    p = model.predict_tta(a, f) if tta else torch.sigmoid(model(a, f))
+    p = model.predict_tta(f, a) if tta else torch.sigmoid(model(f, a))
     return _to_forged_size(p[0, 0, :nh, :nw], (h, w))
 
 

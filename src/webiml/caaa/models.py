@@ -103,10 +103,10 @@ class DASS(nn.Module):
         self.head = nn.Conv2d(cfg.width, 1, 1)
 
     @staticmethod
-    def inputs(authentic: torch.Tensor, forged: torch.Tensor) -> torch.Tensor:
+    def inputs(forged: torch.Tensor, authentic: torch.Tensor) -> torch.Tensor:
         return torch.cat([authentic, forged, (authentic - forged).abs()], 1)
 
-    def forward(self, authentic: torch.Tensor, forged: torch.Tensor) -> torch.Tensor:
+    def forward(self, forged: torch.Tensor, authentic: torch.Tensor) -> torch.Tensor:
         a = _normalise(authentic, self.mean, self.std)
         f = _normalise(forged, self.mean, self.std)
         d = (authentic - forged).abs() * 4.0 - 1.0  # differences are small: spread them over the input range
@@ -115,11 +115,11 @@ class DASS(nn.Module):
         return F.interpolate(y, size=forged.shape[-2:], mode="bilinear", align_corners=False)
 
     @torch.no_grad()
-    def predict_tta(self, authentic: torch.Tensor, forged: torch.Tensor) -> torch.Tensor:
+    def predict_tta(self, forged: torch.Tensor, authentic: torch.Tensor) -> torch.Tensor:
         """Probability averaged over identity, horizontal and vertical flips."""
-        p = torch.sigmoid(self(authentic, forged))
-        p = p + torch.sigmoid(self(authentic.flip(-1), forged.flip(-1))).flip(-1)
-        p = p + torch.sigmoid(self(authentic.flip(-2), forged.flip(-2))).flip(-2)
+        p = torch.sigmoid(self(forged, authentic))
+        p = p + torch.sigmoid(self(forged.flip(-1), authentic.flip(-1))).flip(-1)
+        p = p + torch.sigmoid(self(forged.flip(-2), authentic.flip(-2))).flip(-2)
         return p / 3.0
 
 

@@ -276,7 +276,7 @@ def classifier_step(size: int):
 def dass_step(model, b):
     from .models import segmentation_loss
 
-    return segmentation_loss(model(b["registered"], b["forged"]), b["mask"])
+    return segmentation_loss(model(b["forged"], b["registered"]), b["mask"])
 
 
 def corr_step(cache_mb: float = 1024.0):
@@ -327,7 +327,7 @@ def evaluate_pool(model: nn.Module, kind: str, pool: Pool, indices: np.ndarray, 
             aligned_ok += int((out["aligned"].argmax(1) == b["aligned"]).sum())
             continue
         if kind == "dass":
-            p = model.predict_tta(b["registered"], b["forged"])
+            p = model.predict_tta(b["forged"], b["registered"])
         else:
             p = torch.sigmoid(model(b["forged"], b["authentic"]))
         for k in range(len(idx)):

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import io
 from ..infer import LoadedModel, image_score, predict_prob
+from ..runid import RunId
 from .metrics import BenchmarkAccumulator
 from .robustness import PERTURBATIONS, perturb_pair
 
@@ -147,7 +148,7 @@ def group_seeds(names: Iterable[str]) -> dict[str, list[str]]:
     """``{"webiml": ["webiml@seed0", "webiml@seed1"], ...}`` from run names."""
     out: dict[str, list[str]] = {}
     for n in names:
-        out.setdefault(n.split("@")[0], []).append(n)
+        out.setdefault(RunId.split(n)[0], []).append(n)
     return out
 
 
@@ -190,7 +191,7 @@ def supervision_comparison(per_model: dict[str, dict], key: str = "pixel_f1", st
     groups = group_seeds(per_model)
     if not all(m in groups for m in (student, upper, weak)):
         return None
-    seeds = {m: {r.partition("@")[2]: per_model[r].get(key) for r in groups[m]} for m in (student, weak)}
+    seeds = {m: {RunId.split(r)[1]: per_model[r].get(key) for r in groups[m]} for m in (student, weak)}
     out: dict = {"key": key, "models": {}}
     for m in groups:
         if m.startswith("boxprompt"):

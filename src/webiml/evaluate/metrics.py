@@ -1,7 +1,7 @@
 """Metrics for manipulation localization: per-image pixel scores, image-level detection scores,
 the inflated variants some papers report, and :class:`BenchmarkAccumulator` that combines them.
 
-Conventions (DESIGN §2): the prediction is binarised at ``threshold`` (default 0.5, strict ``>``),
+Conventions (docs/methods.md): the prediction is binarised at ``threshold`` (default 0.5, strict ``>``),
 F1 and IoU are computed per image and averaged over *tampered images only*. A ratio whose
 denominator is zero is 0 (scikit-learn's ``zero_division=0``), so an authentic image (empty truth)
 scores F1 = IoU = 0 by construction, even for a perfect, empty prediction: leave authentic images
@@ -141,7 +141,7 @@ INFLATED = ("pixel_f1_inverted", "pixel_f1_best_threshold")
 
 
 class BenchmarkAccumulator:
-    """Collects per-image scalars of a benchmark run and summarises them (DESIGN §2 conventions).
+    """Collects per-image scalars of a benchmark run and summarises them (the conventions of docs/methods.md).
 
     Pixel metrics (threshold ``threshold``, per image) are averaged over tampered images only;
     image-level AUC/accuracy/F1 use every image. A truth that is ``None`` or all zero is an

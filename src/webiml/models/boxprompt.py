@@ -1,4 +1,4 @@
-"""The BoxPromptIML student: a light segmenter distilled from a box-prompted teacher (DESIGN §2).
+"""The BoxPromptIML student: a light segmenter distilled from a box-prompted teacher (docs/methods.md).
 
 Encoder features ``F_i`` (fine → coarse) are projected to ``width`` channels (``P_i``) and gated
 per scale by ``G_i = σ(Conv3x3(F_i))`` (one spatial map per scale); the fused feature is

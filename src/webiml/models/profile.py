@@ -14,7 +14,7 @@ def n_parameters(model: nn.Module) -> int:
 @torch.no_grad()
 def gflops(model: nn.Module, side: int, channels: int = 3) -> float:
     """GFLOPs of one forward pass of a batch of one ``side``×``side`` image (model left in its mode)."""
-    x = torch.rand(1, channels, side, side)
+    x = torch.rand(1, channels, side, side, device=next(model.parameters()).device)
     with FlopCounterMode(display=False) as fc:
         model(x)
     return fc.get_total_flops() / 1e9

@@ -7,44 +7,59 @@ one per seed (``webiml@seed1``; the bare name is the lowest seed trained).
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..runid import RunId
 
 WEBIML_DIR = Path("models/webiml")
 BOXPROMPT_DIR = Path("models/boxprompt")
 
-#: Web-IML ablation variants: name -> (what changes, overrides of model config / data switches)
-WEBIML_VARIANTS: dict[str, dict] = {
-    "webiml": {},
-    "webiml-noweb": {"web": "none"},
-    "webiml-noqes": {"web": "all"},
-    "webiml-nojitter": {"jitter": False},
-    "webiml-nomsp": {"model": {"msp": False}},
-    "webiml-nosr": {"model": {"sr_passes": 0}},
-    "webiml-fpn": {"model": {"decoder": "fpn"}},
+@dataclass(frozen=True)
+class Variant:
+    """A Web-IML ablation variant: what it is, its model-config overrides and its training data."""
+
+    help: str
+    model: dict = field(default_factory=dict)
+    web: str = "qes"  # the web dataset it trains on: qes (QES-filtered), all (unfiltered) or none
+    jitter: bool = True  # Object Jitter samples in the mixture
+
+
+@dataclass(frozen=True)
+class Student:
+    """A BoxPromptIML student: what it is, its supervision and its model-config overrides."""
+
+    help: str
+    supervision: str  # teacher (pseudo-masks), truth, box (filled boxes) or image (image-level labels)
+    model: dict = field(default_factory=dict)
+
+
+WEBIML_VARIANTS: dict[str, Variant] = {
+    "webiml": Variant("Web-IML: MSP + SR, web data (QES-filtered) + Object Jitter"),
+    "webiml-noweb": Variant("without the web dataset", web="none"),
+    "webiml-noqes": Variant("web annotations without QES filtering (all kept)", web="all"),
+    "webiml-nojitter": Variant("without Object Jitter", jitter=False),
+    "webiml-nomsp": Variant("without Multi-Scale Perception", model={"msp": False}),
+    "webiml-nosr": Variant("without Self-Rectification", model={"sr_passes": 0}),
+    "webiml-fpn": Variant("plain FPN baseline, same encoder and data", model={"decoder": "fpn"}),
 }
-VARIANT_HELP = {
-    "webiml": "Web-IML: MSP + SR, web data (QES-filtered) + Object Jitter",
-    "webiml-noweb": "without the web dataset",
-    "webiml-noqes": "web annotations without QES filtering (all kept)",
-    "webiml-nojitter": "without Object Jitter",
-    "webiml-nomsp": "without Multi-Scale Perception",
-    "webiml-nosr": "without Self-Rectification",
-    "webiml-fpn": "plain FPN baseline, same encoder and data",
-}
-BOXPROMPT_MODELS: dict[str, str] = {
-    "boxprompt": "student distilled from the box-prompted teacher (memory + gates)",
-    "boxprompt-nomemory": "the same without the prototype memory",
-    "boxprompt-full": "the student fully supervised by truth masks (upper bound)",
-    "boxprompt-box": "the student supervised by filled boxes",
-    "boxprompt-image": "the student from image-level labels only (CAM-style weak baseline)",
+STUDENTS: dict[str, Student] = {
+    "boxprompt": Student("student distilled from the box-prompted teacher (memory + gates)", "teacher"),
+    "boxprompt-nomemory": Student("the same without the prototype memory", "teacher", {"memory": False}),
+    "boxprompt-nogate": Student("the same without the per-scale gates (every G_i = 1)", "teacher", {"gates": False}),
+    "boxprompt-full": Student("the student fully supervised by truth masks (upper bound)", "truth"),
+    "boxprompt-box": Student("the student supervised by filled boxes", "box"),
+    "boxprompt-image": Student("the student from image-level labels only (CAM-style weak baseline)", "image"),
 }
 
-_SEEDED = re.compile(r"^(?P<name>[a-z0-9-]+)@seed(?P<seed>\d+)$")
+
+def describe(name: str) -> str:
+    """What a named model is."""
+    return (WEBIML_VARIANTS.get(name) or STUDENTS[name]).help
 
 
 def known_names() -> list[str]:
-    return [*WEBIML_VARIANTS, *BOXPROMPT_MODELS]
+    return [*WEBIML_VARIANTS, *STUDENTS]
 
 
 def model_dir(name: str, seed: int = 0, root: str | Path = ".") -> Path:
@@ -52,7 +67,7 @@ def model_dir(name: str, seed: int = 0, root: str | Path = ".") -> Path:
     root = Path(root)
     if name in WEBIML_VARIANTS:
         return root / WEBIML_DIR / name / f"seed{seed}"
-    if name in BOXPROMPT_MODELS:
+    if name in STUDENTS:
         return root / BOXPROMPT_DIR / name / f"seed{seed}"
     raise KeyError(f"unknown model name {name!r}; known: {', '.join(known_names())}")
 
@@ -74,9 +89,11 @@ def resolve(name_or_path: str | Path, root: str | Path = ".") -> Path:
         if not p.is_file():
             raise FileNotFoundError(f"checkpoint not found: {p}")
         return p
-    m = _SEEDED.match(s)
-    name, seed = (m["name"], int(m["seed"])) if m else (s, None)
-    if name not in WEBIML_VARIANTS and name not in BOXPROMPT_MODELS:
+    try:
+        name, seed = RunId.parse(s)
+    except ValueError:
+        name, seed = s, None
+    if name not in WEBIML_VARIANTS and name not in STUDENTS:
         raise KeyError(f"{s!r} is neither a checkpoint file nor a model name; known names: {', '.join(known_names())}")
     if seed is None:
         seeds = seeds_trained(name, root)
@@ -87,7 +104,7 @@ def resolve(name_or_path: str | Path, root: str | Path = ".") -> Path:
         raise FileNotFoundError(
             f"model {s!r} is not trained yet ({path} missing): run `dvc repro {stage}`"
             + (" (add it to train_webiml.variants in params.yaml, or run `make ablations`)" if name in WEBIML_VARIANTS and name not in ("webiml", "webiml-noweb") else "")
-            + (f" (with {seed} in train_boxprompt.seeds)" if name in BOXPROMPT_MODELS and (seed != 0 or seeds_trained(name, root)) else "")
+            + (f" (with {seed} in train_boxprompt.seeds)" if name in STUDENTS and (seed != 0 or seeds_trained(name, root)) else "")
         )
     return path
 
@@ -99,7 +116,7 @@ def list_models(root: str | Path = ".") -> list[dict]:
         seeds = seeds_trained(name, root)
         rows.append({
             "name": name,
-            "what": VARIANT_HELP.get(name) or BOXPROMPT_MODELS.get(name, ""),
+            "what": describe(name),
             "trained": bool(seeds),
             "seeds": seeds,
             "path": str(model_dir(name, seeds[0] if seeds else 0, root) / "model.pt"),

@@ -1,4 +1,4 @@
-"""The Web-IML localization model: Multi-Scale Perception (MSP) + Self-Rectification (SR) (DESIGN §2).
+"""The Web-IML localization model: Multi-Scale Perception (MSP) + Self-Rectification (SR) (docs/methods.md).
 
 Only the two module names are published; both are built on the authors' APSC-Net template:
 

@@ -1,0 +1,96 @@
+"""Training samples shared by the Web-IML mixture and the BoxPromptIML pool: synthetic forgeries with
+truth and authentic crops of the ``train`` photos (generated, seeded), and the samples of a BenCo index
+(read from disk on demand)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import io, synth
+
+log = logging.getLogger(__name__)
+
+
+class ListSource:
+    """Samples held in memory."""
+
+    def __init__(self, items: Sequence[tuple[np.ndarray, np.ndarray]]):
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.items[i]
+
+
+class IndexSource:
+    """Image/mask pairs of a BenCo index (or ``Tp/``+``Gt/`` folder), read on demand.
+
+    Opening checks every entry's header (readable image, mask of the same size) without decoding;
+    entries that fail are left out with their reason in ``rejected``. An image that fails to decode
+    later (e.g. truncated data) is also recorded there and replaced by the next entry.
+    ``"Negative"`` entries get an empty mask.
+    """
+
+    def __init__(self, index: str | Path):
+        from PIL import Image
+
+        self.entries: list[tuple[Path, Path | None]] = []
+        self.rejected: list[dict] = []
+        for img, mask in io.read_index(index):
+            try:
+                with Image.open(img) as im:
+                    size = im.size
+                if mask is not None:
+                    with Image.open(mask) as m:
+                        if m.size != size:
+                            raise ValueError(f"mask size {m.size} != image size {size}")
+            except (OSError, ValueError) as e:
+                self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": str(e)})
+                continue
+            self.entries.append((img, mask))
+        self._get = functools.lru_cache(maxsize=512)(self._read)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        for k in range(len(self.entries)):
+            img, mask = self.entries[(i + k) % len(self.entries)]
+            try:
+                rgb, _ = io.read_image(img)
+                target = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0])) if mask is not None else np.zeros(rgb.shape[:2], bool)
+                return rgb, target.astype(np.float32)
+            except (io.Rejected, ValueError, OSError) as e:
+                self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": getattr(e, "reason", str(e))})
+                log.warning("training image left out: %s (%s)", img, e)
+        raise ValueError("no entry of the index can be read")
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self._get(i)
+
+
+def handcrafted_samples(photos: Sequence, n: int, rng: np.random.Generator, base_side=(320, 512)) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` synthetic forgeries (forged image, truth) from ``photos`` with web degradations."""
+    cfg = synth.WebPairConfig(base_side=tuple(base_side))
+    out = []
+    for _ in range(n):
+        pair = synth.make_web_pair(rng, photos, cfg)
+        out.append((synth.decode(pair.forged_bytes), pair.mask.astype(np.float32)))
+    return out
+
+
+def authentic_samples(photos: Sequence, n: int, rng: np.random.Generator, base_side=(320, 512)) -> list[tuple[np.ndarray, np.ndarray]]:
+    out = []
+    for _ in range(n):
+        base, _ = synth.random_base(photos[int(rng.integers(len(photos)))].rgb, rng, tuple(base_side))
+        if rng.random() < 0.7:  # authentic images on the web are JPEGs too
+            base = synth.decode(synth.encode(base, "jpeg", int(rng.integers(70, 96))))
+        out.append((base, np.zeros(base.shape[:2], np.float32)))
+    return out

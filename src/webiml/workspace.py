@@ -1,0 +1,35 @@
+"""Where a pipeline lives: the workspace root, its params, and the size workspaces' marker."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import yaml
+
+REPO_MARKER = ".webiml-repo"  # in a size workspace: the relative path back to the repository
+SCRATCH = "scratch"  # interactive notebook runs write here, never over the pipeline's outputs
+
+
+def find_root(start: str | os.PathLike | None = None) -> Path:
+    """The repository or size workspace containing ``start`` (default: the working directory):
+    the nearest folder, ``start`` itself or above, holding both ``dvc.yaml`` and ``params.yaml``."""
+    here = Path(start or os.getcwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "dvc.yaml").is_file() and (d / "params.yaml").is_file():
+            return d
+    raise FileNotFoundError(f"no dvc.yaml + params.yaml in {here} or above: not inside a webiml workspace")
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f) or {}
+
+
+def overlay(base: dict, over: dict) -> dict:
+    """Deep-merge ``over`` onto ``base`` (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
