@@ -1,0 +1,198 @@
+"""The papers' claims C1–C8, measured on a workspace's outputs and judged by the verdict rule.
+
+``evaluate`` turns the pipeline's outputs into one row per claim part and dataset; ``document``
+adds the context (size, seeds, machine, rule); ``render`` writes REPRODUCTION.md from that document
+alone, so the file can be regenerated from ``claims.json`` and compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..config import from_dict
+from .results import Results
+from .verdict import CONTRADICTED, HOLDS, MISSING, UNDECIDED, Effect, Rule, combine, paired
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The ``report`` section of params.yaml."""
+
+    metric: str = "pixel_f1"          # the benchmark metric the model claims are judged on
+    min_seeds: int = 3                # fewer paired differences: not decided
+    k_se: float = 2.0                 # decided when |mean| > k_se · SE
+    box_ratio: float = 0.85           # C6: box supervision reaches this share of full supervision
+    far_less: float = 0.1             # C8: the student's GFLOPs at most this share of the teacher's
+    teacher: str = "vit_b"            # C8: the SAM image encoder profiled as the teacher (random weights)
+    teacher_side: int = 1024          # ... at SAM's input size
+    latency_runs: int = 3             # the student's latency: median of this many timed forward passes (after one warm-up)
+    teacher_latency_runs: int = 1     # the teacher's (tens of seconds each on a CPU; 0: not measured)
+
+    @classmethod
+    def from_dict(cls, d) -> ReportConfig:
+        return from_dict(cls, d, "report")
+
+    @property
+    def rule(self) -> Rule:
+        return Rule(self.min_seeds, self.k_se)
+
+
+@dataclass(frozen=True)
+class Part:
+    label: str
+    kind: str            # "models" (paired over seeds), "annotation" (paired over pairs) or "cost"
+    better: str
+    baseline: str
+    scale: float = 1.0   # the effect is better − scale · baseline
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    paper: str
+    text: str
+    parts: tuple[Part, ...]
+    item: str            # the reports/paper/ item that shows it
+
+
+def claims(cfg: ReportConfig = ReportConfig()) -> tuple[Claim, ...]:
+    return (
+        Claim("C1", "Web-IML", "web supervision helps", (Part("with vs without the web dataset", "models", "webiml", "webiml-noweb"),),
+              "webiml_web_supervision.md"),
+        Claim("C2", "Web-IML", "QES filtering helps", (Part("QES-filtered vs all web labels", "models", "webiml", "webiml-noqes"),),
+              "webiml_ablations.md"),
+        Claim("C3", "Web-IML", "category-aware annotation (CAAAv2) beats one unified CIML model",
+              (Part("CAAAv2 vs unified, label IoU", "annotation", "caaa", "unified"),), "webiml_annotation_quality.md"),
+        Claim("C4", "Web-IML", "Object Jitter helps", (Part("with vs without Object Jitter", "models", "webiml", "webiml-nojitter"),),
+              "webiml_ablations.md"),
+        Claim("C5", "Web-IML", "Multi-Scale Perception and Self-Rectification help",
+              (Part("with vs without MSP", "models", "webiml", "webiml-nomsp"),
+               Part("with vs without SR", "models", "webiml", "webiml-nosr")), "webiml_ablations.md"),
+        Claim("C6", "BoxPromptIML", f"box supervision reaches ≥ {cfg.box_ratio:.0%} of full supervision and beats image-level labels",
+              (Part(f"box − {cfg.box_ratio:g} × full", "models", "boxprompt", "boxprompt-full", cfg.box_ratio),
+               Part("box vs image-level", "models", "boxprompt", "boxprompt-image")), "boxprompt_supervision.md"),
+        Claim("C7", "BoxPromptIML", "the memory module helps", (Part("with vs without memory", "models", "boxprompt", "boxprompt-nomemory"),),
+              "boxprompt_memory_gate.md"),
+        Claim("C8", "BoxPromptIML", "the student costs far less than the teacher",
+              (Part(f"{cfg.far_less:g} × teacher GFLOPs − student GFLOPs", "cost", "boxprompt", "teacher", cfg.far_less),),
+              "boxprompt_cost.md"),
+    )
+
+
+def _row(claim: Claim, part: Part, dataset: str, unit: str, effect: Effect) -> dict:
+    return {"claim": claim.id, "paper": claim.paper, "text": claim.text, "part": part.label, "dataset": dataset, "unit": unit,
+            "better": part.better, "baseline": part.baseline, "scale": part.scale, "n": effect.n,
+            "mean": effect.mean, "se": effect.se, "verdict": effect.verdict, "values": list(effect.values), "item": claim.item}
+
+
+def evaluate(results: Results, costs: dict, cfg: ReportConfig = ReportConfig()) -> list[dict]:
+    """One row per claim part and dataset. ``costs``: ``{name: {"gflops": ...}}`` for the student and ``teacher``."""
+    rows = []
+    datasets = results.datasets() or ["synthetic"]
+    for claim in claims(cfg):
+        for part in claim.parts:
+            if part.kind == "models":
+                for ds in datasets:
+                    effect = paired(results.seed_values(part.better, ds, cfg.metric),
+                                    results.seed_values(part.baseline, ds, cfg.metric), part.scale, cfg.rule)
+                    rows.append(_row(claim, part, ds, f"seeds ({cfg.metric})", effect))
+            elif part.kind == "annotation":
+                for cat, name in ((None, "corpus"), ("spg", "corpus SPG"), ("sdg", "corpus SDG")):
+                    effect = paired(results.pair_values(part.better, "iou", cat), results.pair_values(part.baseline, "iou", cat),
+                                    part.scale, cfg.rule)
+                    rows.append(_row(claim, part, name, "pairs (IoU; one annotator training)", effect))
+            else:  # a count, not a sample: no spread to weigh
+                s, t = (costs.get(part.better) or {}).get("gflops"), (costs.get(part.baseline) or {}).get("gflops")
+                if s is None or t is None:
+                    effect = Effect(0, None, None, MISSING)
+                else:
+                    d = part.scale * t - s
+                    effect = Effect(1, d, 0.0, HOLDS if d > 0 else CONTRADICTED, (d,))
+                rows.append(_row(claim, part, f"{cfg.teacher} teacher at {cfg.teacher_side}²", "GFLOPs (counted)", effect))
+    return rows
+
+
+def verdicts(rows: list[dict]) -> dict[str, dict[str, str]]:
+    """``{claim: {dataset: verdict}}``: the parts of a claim combined per dataset (C5: MSP and SR)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for r in rows:
+        out.setdefault(r["claim"], {}).setdefault(r["dataset"], []).append(r["verdict"])
+    return {c: {ds: combine(v) for ds, v in per.items()} for c, per in out.items()}
+
+
+def document(results: Results, rows: list[dict], costs: dict, machine: dict, cfg: ReportConfig = ReportConfig()) -> dict:
+    """Everything REPRODUCTION.md says, as data (written to ``claims.json``)."""
+    models = sorted({r[k] for r in rows if r["unit"].startswith("seeds") for k in ("better", "baseline")})
+    return {
+        "size": results.size,
+        "sizes": results.sizes(),
+        "seeds": {m: results.seeds(m) for m in models},
+        "machine": machine,
+        "config": asdict(cfg),
+        "rule": cfg.rule.text(),
+        "costs": costs,
+        "rows": rows,
+        "verdicts": verdicts(rows),
+    }
+
+
+def _num(x, d=3) -> str:
+    return "–" if x is None else f"{x:+.{d}f}"
+
+
+def render(doc: dict) -> str:
+    """REPRODUCTION.md from a ``document`` (nothing else: the file can be regenerated and compared)."""
+    m, sz = doc["machine"], doc["sizes"]
+    seeds = ", ".join(f"`{k}` {len(v)}" for k, v in doc["seeds"].items())
+    bench = ", ".join(f"{ds} {n} images" for ds, n in sz["benchmark"].items())
+    lines = [
+        "# Reproduction: the papers' claims at this size",
+        "",
+        "Generated by the `report` stage (notebooks/08_report.ipynb) from this workspace's DVC outputs; "
+        "regenerate with `dvc repro report`. Do not edit by hand.",
+        "",
+        f"- **Size**: `{doc['size']}` — {sz['pairs']} collected pairs, annotator pool {sz['annotator_pool']} pairs, "
+        f"Web-IML {sz['webiml_steps']} steps, students {sz['student_steps']} steps; benchmark: {bench or 'none'}.",
+        f"- **Seeds benchmarked**: {seeds or 'none'}.",
+        f"- **Machine** (report stage): {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU: every figure here is a CPU figure") + ".",
+        "",
+        "## Verdict rule",
+        "",
+        doc["rule"] + " C8 compares counted GFLOPs (deterministic) and needs no spread.",
+        "",
+        "## Claims",
+        "",
+        "| claim | paper | dataset | verdict |",
+        "|---|---|---|---|",
+    ]
+    texts = {r["claim"]: (r["paper"], r["text"], r["item"]) for r in doc["rows"]}
+    for c, per in doc["verdicts"].items():
+        paper, text, item = texts[c]
+        for ds, v in per.items():
+            lines.append(f"| [{c}](paper/{item}) {text} | {paper} | {ds} | **{v}** |")
+    lines += ["", "## Measured effects", "",
+              "Effect = mean paired difference (positive: the claim's direction) ± its standard error, over n units.", "",
+              "| claim | part | dataset | unit | n | effect ± SE | verdict |", "|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        se = "" if r["se"] is None else f" ± {r['se']:.3f}"
+        lines.append(f"| {r['claim']} | {r['part']} | {r['dataset']} | {r['unit']} | {r['n']} | {_num(r['mean'])}{se} | {r['verdict']} |")
+    if doc["costs"]:
+        lines += ["", "## Costs behind C8", "", "| model | parameters (M) | GFLOPs | input | latency (ms, this machine) |", "|---|---|---|---|---|"]
+        for name, c in doc["costs"].items():
+            lat = "–" if c.get("latency_ms") is None else f"{c['latency_ms']:.0f}"
+            lines.append(f"| {name} | {c['parameters'] / 1e6:.2f} | {c['gflops']:.2f} | {c['side']}² | {lat} |")
+    lines += ["", "Figures and tables of the papers' items: [paper/README.md](paper/README.md).", ""]
+    return "\n".join(lines)
+
+
+def readme_block(doc: dict, link: str) -> str:
+    """The README's results section: the verdicts of a claims report, quoted from its document."""
+    seeds = ", ".join(f"`{k}` {len(v)}" for k, v in doc["seeds"].items())
+    gpu = f", {doc['machine']['gpu']}" if doc["machine"].get("gpu") else ", no GPU"
+    lines = [f"Verdicts of [{link}]({link}) — size `{doc['size']}`, seeds {seeds}; {doc['machine']['cores']} CPU cores{gpu}.",
+             "", "| claim | verdict per dataset |", "|---|---|"]
+    texts = {r["claim"]: r["text"] for r in doc["rows"]}
+    for c, per in doc["verdicts"].items():
+        lines.append(f"| {c} {texts[c]} | " + "; ".join(f"{ds}: **{v}**" for ds, v in per.items()) + " |")
+    return "\n".join(lines)
