@@ -9,8 +9,11 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
+# a path or URL for `make push` / `make pull` instead of the default DVC remote (docs/sharing.md)
+REMOTE ?=
+DVC_REMOTE = $(if $(REMOTE),dvc remote add --local -f override '$(REMOTE)' && dvc $(1) -r override,dvc $(1))
 
-.PHONY: env repro smoke paper ablations students test unit lab bench clean-runs
+.PHONY: env repro smoke paper ablations students claims push pull test unit lab bench clean-runs
 
 env: $(STAMP)
 
@@ -39,6 +42,17 @@ ablations: env        ## every Web-IML variant x 2 seeds and BoxPromptIML studen
 students: env         ## every BoxPromptIML student x 3 seeds at mini size, in runs/students
 	python -m webiml.stage workspace students runs/students
 	cd runs/students && dvc repro
+
+claims: env           ## what the claim verdicts need, 3 seeds (runs/claims, ~90 min on 2 cores); publishes its report to docs/results and the README
+	python -m webiml.stage workspace claims runs/claims
+	cd runs/claims && dvc repro
+	python -m webiml.report.publish runs/claims
+
+push: env             ## upload the outputs in dvc.lock to the DVC remote (REMOTE=path or URL for another)
+	$(call DVC_REMOTE,push)
+
+pull: env             ## download the outputs in dvc.lock from the DVC remote (REMOTE=...): `dvc repro` then has nothing to run
+	$(call DVC_REMOTE,pull)
 
 test: env             ## unit tests, notebooks and the smoke DAG
 	python -m pytest -q
