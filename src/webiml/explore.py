@@ -54,24 +54,17 @@ class Workspace:
 
     root: Path
 
+    pairs_dir: Path = field(init=False)
+    annotations_dir: Path = field(init=False)
+    audit_dir: Path = field(init=False)
+    testset_dir: Path = field(init=False)
+
     def __post_init__(self):
-        object.__setattr__(self, "root", Path(self.root).resolve())
-
-    @property
-    def pairs_dir(self) -> Path:
-        return self.root / PAIRS_DIR
-
-    @property
-    def annotations_dir(self) -> Path:
-        return self.root / ANNOTATIONS_DIR
-
-    @property
-    def audit_dir(self) -> Path:
-        return self.root / AUDIT_DIR
-
-    @property
-    def testset_dir(self) -> Path:
-        return self.root / TESTSET_DIR
+        root = Path(self.root).resolve()
+        folders = {"root": root, "pairs_dir": root / PAIRS_DIR, "annotations_dir": root / ANNOTATIONS_DIR,
+                   "audit_dir": root / AUDIT_DIR, "testset_dir": root / TESTSET_DIR}
+        for name, path in folders.items():
+            object.__setattr__(self, name, path)
 
 
 # ------------------------------------------------------------------------------ display
@@ -476,8 +469,13 @@ def prediction_figure(preds: Sequence[Prediction], threshold: float = 0.5, model
         if with_truth:
             t = None if p.truth is None else _thumb(p.truth.astype(np.float32), max_side)
             _panel(axes[r][3], t, "truth", "authentic / unknown", cmap="gray", vmin=0, vmax=1)
-    if not ok:
-        _panel(axes[0][0], None, "", "no readable image")
+    return _finish(fig, axes, None if ok else "no readable image")
+
+
+def _finish(fig, axes, empty: str | None):
+    """Lay the grid out; an empty grid says ``empty`` in its first panel."""
+    if empty:
+        _panel(axes[0][0], None, "", empty)
         for ax in axes[0][1:]:
             ax.set_axis_off()
     fig.tight_layout()
@@ -585,9 +583,4 @@ def worst_cases_figure(lm: LoadedModel, rows: Sequence[Mapping], n: int = 4, max
                cmap="gray", vmin=0, vmax=1)
         _panel(axes[k][2], _thumb(prob, max_side), f"{lm.name} · F1 {r['f1']:.3f} · IoU {r['iou']:.3f}",
                cmap="magma", vmin=0, vmax=1)
-    if not worst:
-        _panel(axes[0][0], None, "", "no tampered image")
-        for ax in axes[0][1:]:
-            ax.set_axis_off()
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, None if worst else "no tampered image")
