@@ -146,11 +146,16 @@ def test_publish_copies_the_report_and_rewrites_the_readme_block(tmp_path):
     (ws / "reports/paper").mkdir(parents=True)
     (ws / "reports/paper/claims.json").write_text(json.dumps(doc))
     (ws / "reports/REPRODUCTION.md").write_text(C.render(doc))
+    (ws / "reports/paper/small.png").write_bytes(b"x" * 100)
+    (ws / "reports/paper/huge.png").write_bytes(b"x" * (2 << 20))
+    (ws / "reports/paper/README.md").write_text("- [Small](small.png)\n- [Huge](huge.png)\n")
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{BEGIN}\nold\n{END}\n\nrest\n")
+    readme.write_text(f"# x\n\n{BEGIN}\nPLACEHOLDER\n{END}\n\nrest\n")
     dest = publish(ws, tmp_path / "docs/results", readme)
     assert (dest / "REPRODUCTION.md").read_text() == C.render(json.loads(json.dumps(doc)))
+    assert (dest / "paper/small.png").is_file() and not (dest / "paper/huge.png").exists()
+    assert "not copied" in (dest / "paper/README.md").read_text()
     text = readme.read_text()
-    assert "old" not in text and "rest" in text and "C1 web supervision helps" in text
+    assert "PLACEHOLDER" not in text and "rest" in text and "C1 web supervision helps" in text
     publish(ws, tmp_path / "docs/results", readme)  # again: same README
     assert readme.read_text() == text
