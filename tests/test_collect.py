@@ -580,3 +580,30 @@ def test_keep_unmatched_keeps_pairs_without_shared_content(tmp_path):
     assert kept["n_accepted"] == 1 and kept["registration"] == {"no-shared-content": 1}
     rec = io.read_pairs(tmp_path / "kept")[0]
     assert rec.authentic_registered is None and rec.transform is None
+
+
+def test_cli_collect_reads_the_workspace_params_and_set_overrides(tmp_path, monkeypatch, capsys):
+    """`webiml collect` takes the collect section of the params.yaml around it (register and synthetic
+    included), --set overrides, and command-line flags over both; a misspelt --set key is an error."""
+    import yaml
+
+    from webiml.collect import config_from_params
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "dvc.yaml").write_text("stages: {}\n")
+    (ws / "params.yaml").write_text(yaml.safe_dump({"seed": 3, "collect": {"n_pairs": 2, "workers": 1, "register": {"min_inliers": 9}}}))
+    monkeypatch.chdir(ws)
+    seen = {}
+    import webiml.collect as C
+
+    monkeypatch.setattr(C, "config_from_params", lambda p: (seen.update(p), config_from_params(p))[1])
+    rc = cli_main(["collect", "--out", str(tmp_path / "out"), "--set", "register.max_residual=7.5", "--phash-distance", "2", "--quiet"])
+    assert rc == 0
+    assert seen["seed"] == 3 and seen["n_pairs"] == 2 and seen["phash_distance"] == 2
+    assert seen["register"] == {"min_inliers": 9, "max_residual": 7.5}
+    assert config_from_params(seen).register.min_inliers == 9
+    assert len((tmp_path / "out" / "pairs.jsonl").read_text().splitlines()) + len(
+        (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(SystemExit, match="unknown key 'phash_distnce' in params section 'collect'"):
+        cli_main(["collect", "--out", str(tmp_path / "o2"), "--set", "phash_distnce=3"])

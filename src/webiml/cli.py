@@ -9,25 +9,49 @@ import sys
 from pathlib import Path
 
 
-def _collect(args: argparse.Namespace) -> int:
-    from .collect import CollectConfig, candidates_from, collect
-    from .download import DownloadPolicy
-    from .register import RegisterConfig
-    from .synth import EVIDENT_PAIRS
+def _params_section(args: argparse.Namespace, section: str) -> dict:
+    """A params.yaml section for a command: ``--params FILE`` (default: the params.yaml of the workspace
+    around the working directory, if any), the global ``seed``, then ``--set KEY=VALUE`` overrides
+    (dotted keys reach nested sections, values are YAML)."""
+    import yaml
 
+    from .workspace import find_root, load_params
+
+    path = args.params
+    if path is None:
+        try:
+            path = find_root() / "params.yaml"
+        except FileNotFoundError:
+            path = None
+    params = load_params(path) if path else {}
+    out = {"seed": params.get("seed", 0), **params.get(section, {})}
+    for kv in args.set:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {kv!r}")
+        *parents, leaf = key.split(".")
+        if params.get(section) and key.split(".")[0] not in out:
+            raise SystemExit(f"--set {key}: unknown key {key.split('.')[0]!r} in params section {section!r} of {path}; "
+                             f"allowed: {', '.join(k for k in out if k != 'seed')}")
+        node = out
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from .collect import candidates_from, collect, config_from_params
+    from .download import DownloadPolicy
+
+    params = _params_section(args, "collect")
+    flags = {"seed": args.seed, "workers": args.workers, "max_pixels": args.max_pixels, "phash_distance": args.phash_distance,
+             "photo_dir": args.photo_dir, "keep_unmatched": args.keep_unmatched or None, "n_pairs": args.n_pairs}
+    params.update({k: v for k, v in flags.items() if v is not None})  # flags given on the command line win
     sources = args.source or ["synthetic"]
-    cfg = CollectConfig(
-        max_pixels=args.max_pixels,
-        workers=args.workers,
-        seed=args.seed,
-        phash_distance=args.phash_distance,
-        register=RegisterConfig(),
-        synthetic=EVIDENT_PAIRS,
-        photo_dir=args.photo_dir,
-        keep_unmatched=args.keep_unmatched,
-    )
+    cfg = config_from_params(params)
     cands = candidates_from(
-        sources, n_pairs=args.n_pairs, csv=args.csv, root=args.root, miml_root=args.root,
+        sources, n_pairs=int(params.get("n_pairs", 200)), csv=args.csv, root=args.root, miml_root=args.root,
         noso_root=args.root, manifest=args.manifest,
     )
     policy = DownloadPolicy(timeout=args.timeout, retries=args.retries)
@@ -227,15 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeat to combine sources (default: synthetic)")
     c.add_argument("--out", required=True, help="output folder (pairs.jsonl, rejected.jsonl, report.json, pairs/)")
     c.add_argument("--audit", help="where truth masks of synthetic/NoSo pairs go (default: OUT-audit)")
-    c.add_argument("--n-pairs", type=int, default=200, help="synthetic pairs to generate")
+    c.add_argument("--params", help="params.yaml to read the collect section from (default: the workspace's, if any)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the collect section, e.g. --set register.min_inliers=8 (repeatable)")
+    c.add_argument("--n-pairs", type=int, help="synthetic pairs to generate (default: params, else 200)")
     c.add_argument("--csv", help="pairs-csv: CSV of forged,authentic paths")
     c.add_argument("--root", help="pairs-csv: base of relative paths; miml-dir / noso: the dataset folder")
     c.add_argument("--manifest", help="url-manifest: CSV/TSV of forged and authentic URLs (downloads!)")
     c.add_argument("--photo-dir", help="synthetic: your own photo folder instead of the bundled photos")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--workers", type=int, default=2)
-    c.add_argument("--max-pixels", type=int, default=64_000_000, help="larger images are rejected (too-large)")
-    c.add_argument("--phash-distance", type=int, default=4, help="forged images this close are duplicates (bits)")
+    c.add_argument("--seed", type=int)
+    c.add_argument("--workers", type=int)
+    c.add_argument("--max-pixels", type=int, help="larger images are rejected (too-large; default: params, else 64 M)")
+    c.add_argument("--phash-distance", type=int, help="forged images this close are duplicates (bits; default: params, else 4)")
     c.add_argument("--timeout", type=float, default=15.0, help="url-manifest: seconds per request")
     c.add_argument("--retries", type=int, default=3, help="url-manifest: retries on transient errors")
     c.add_argument("--keep-unmatched", action="store_true",
