@@ -159,3 +159,15 @@ def test_publish_copies_the_report_and_rewrites_the_readme_block(tmp_path):
     assert "PLACEHOLDER" not in text and "rest" in text and "C1 web supervision helps" in text
     publish(ws, tmp_path / "docs/results", readme)  # again: same README
     assert readme.read_text() == text
+
+
+def test_size_name_of_the_repository_and_of_a_workspace(tmp_path, monkeypatch):
+    from webiml.report.results import load_results
+
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / ".webiml-repo").write_text("..\n")
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    monkeypatch.chdir(tmp_path / "claims")
+    assert load_results(".").size == "claims"  # the notebook passes "."
+    monkeypatch.chdir(tmp_path)
+    assert load_results(".").size == "mini"

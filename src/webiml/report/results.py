@@ -66,7 +66,7 @@ def size_name(root: Path) -> str:
 
 
 def load_results(root: str | os.PathLike = ".") -> Results:
-    root = Path(root)
+    root = Path(root).resolve()
     metrics = {p.stem: _json(p) for p in sorted((root / "reports/metrics").glob("*.json"))}
     metrics["train_webiml"] = {p.stem: _json(p) for p in sorted((root / "reports/metrics/train_webiml").glob("*.json"))}
     pairs_file = root / "reports/quality/pairs.jsonl"
