@@ -140,3 +140,71 @@ def test_ddp_on_two_cpu_processes_equals_one_process(tmp_path):
     assert ddp["extra"]["training"]["processes"] == 2 and single["extra"]["training"]["processes"] == 1
     for k, v in single["state_dict"].items():
         torch.testing.assert_close(ddp["state_dict"][k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_trains_on_cpu_and_is_recorded(tmp_path):
+    mix = Mixture({"a": _items(6)})
+    cfg = TrainConfig(steps=8, batch_size=4, size=32, lr=0.01, warmup=1, threads=1, device="cpu", precision="bf16")
+    torch.manual_seed(0)
+    model = TinyNet()
+    s = fit(model, mix, cfg, tmp_path / "bf16", TinyConfig(), progress=False, log_every=1)
+    assert s["finished"] and s["device"] == "cpu" and s["train"]["precision"] == "bf16"
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, not a bf16 model
+    assert s["final_loss"] < float((tmp_path / "bf16" / "history.csv").read_text().splitlines()[1].split(",")[1])
+
+
+def test_unknown_precision_and_device_are_errors():
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")
+    from webiml.device import resolve
+
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve("cuda:0")
+        assert resolve("auto").type == "cpu"
+
+
+class NaNAfter(TinyNet):
+    """Its loss is NaN on the calls listed in ``bad`` (1-based)."""
+
+    def __init__(self, bad):
+        super().__init__()
+        self.bad, self.calls = set(bad), 0
+
+    def loss(self, out, y):
+        self.calls += 1
+        loss, parts = super().loss(out, y)
+        return (loss * float("nan"), parts) if self.calls in self.bad else (loss, parts)
+
+
+def test_nonfinite_loss_skips_the_step_and_stops_when_it_persists(tmp_path):
+    mix = Mixture({"a": _items(6)})
+    cfg = TrainConfig(steps=6, batch_size=4, size=32, lr=0.01, warmup=1, threads=1, checkpoint_every=2, max_skipped=2)
+    torch.manual_seed(0)
+    model = NaNAfter(bad={3})
+    s = fit(model, mix, cfg, tmp_path / "one", TinyConfig(), progress=False)
+    assert s["finished"] and s["skipped_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+    model = NaNAfter(bad={3, 4, 5})
+    with pytest.raises(FloatingPointError, match="3 steps in a row"):
+        fit(model, mix, cfg, tmp_path / "many", TinyConfig(), progress=False)
+    state = torch.load(tmp_path / "many" / "last.pt", weights_only=False)  # the last good state is kept
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_resume_may_change_where_it_runs_but_not_what_it_computes(tmp_path):
+    mix = Mixture({"a": _items(6)})
+    cfg = TrainConfig(steps=6, batch_size=4, size=32, lr=0.01, warmup=1, threads=1, checkpoint_every=2, device="auto")
+    fit(TinyNet(), mix, cfg, tmp_path / "r", TinyConfig(), progress=False, stop_after=2)
+    moved = TrainConfig(**{**cfg.__dict__, "device": "cpu", "threads": 2, "checkpoint_every": 3})
+    assert fit(TinyNet(), mix, moved, tmp_path / "r", TinyConfig(), progress=False)["finished"]
+
+
+def test_a_misspelt_mixture_source_is_an_error():
+    from webiml.mixture import MixtureConfig
+
+    with pytest.raises(ValueError, match="'jiter'.*allowed: handcrafted, web, jitter, authentic"):
+        MixtureConfig(repeat={"handcrafted": 1.0, "jiter": 2.0})

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from . import io
 from .models import registry
+from .device import model_device, place, resolve, to
 from .models.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,11 @@ class LoadedModel:
         return self.extra.get("resize_to")
 
 
-def load_model(name_or_path: str | Path, root: str | Path = ".") -> LoadedModel:
+def load_model(name_or_path: str | Path, root: str | Path = ".", device: str = "auto") -> LoadedModel:
+    """A trained model by run name (``webiml@seed0``) or checkpoint path, on ``device``, channels-last."""
     path = registry.resolve(name_or_path, root)
     model, extra = load_checkpoint(path)
-    model.eval()
+    place(model, resolve(device)).eval()
     name = str(name_or_path) if not Path(str(name_or_path)).suffix else path.parent.name
     return LoadedModel(name, model, path, extra)
 
@@ -56,7 +58,7 @@ def predict_prob(lm: LoadedModel, rgb: np.ndarray, max_side: int = 1024) -> np.n
         s = max_side / max(h, w)
         x = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     t = torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1)[None].div_(255.0)  # astype copies: inputs may be read-only
-    prob = torch.sigmoid(lm.model(t)["logits"])[0, 0].numpy().astype(np.float32)
+    prob = torch.sigmoid(lm.model(to(t, model_device(lm.model)))["logits"])[0, 0].float().cpu().numpy()
     if prob.shape != (h, w):
         prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.clip(prob, 0.0, 1.0)

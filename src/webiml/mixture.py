@@ -43,6 +43,12 @@ class MixtureConfig:
     coco_images: str | None = None  # ... and its image folder
     photo_dir: str | None = None  # a folder of the user's own photos instead of the bundled `train` split
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.repeat) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"unknown source{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in "
+                             f"params section 'train_webiml.mixture.repeat'; allowed: {', '.join(SOURCES)}")
+
 
 def _fit_side(rgb: np.ndarray, masks: Sequence[np.ndarray], long_side: int) -> tuple[np.ndarray, list[np.ndarray]]:
     h, w = rgb.shape[:2]

@@ -5,10 +5,13 @@ returns a dict with ``"logits"``, and whose ``loss(out, target)`` returns ``(tot
 Training draws samples from a :class:`Mixture` (named sources with repeat factors), takes random
 square crops with flips, and optimises with AdamW under a linear warm-up then poly schedule.
 
-Single process or ``torchrun`` (DDP: gloo on CPU, NCCL on GPU): every rank draws the same global
-batch from the same seeded generator and trains on its own slice of it, so the data a run sees
-does not depend on the number of processes. ``last.pt`` (model, optimiser, step, generator state,
-history) is written every ``checkpoint_every`` steps and a rerun resumes from it.
+Single process or ``torchrun`` (DDP: gloo on CPU, NCCL with one device per local rank on CUDA):
+every rank draws the same global batch from the same seeded generator and trains on its own slice
+of it, so the data a run sees does not depend on the number of processes. ``last.pt`` (model,
+optimiser, scaler, step, generator state, history) is written every ``checkpoint_every`` steps and a
+rerun resumes from it, also on another device. ``device`` and ``precision`` (autocast; a gradient
+scaler for fp16) are :mod:`webiml.device` settings; a non-finite loss skips its step, and
+``max_skipped`` of them in a row stop the run with the last good state on disk.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from . import io
+from .device import autocast, check_precision, place, resolve, to
 from .models.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,18 @@ class TrainConfig:
     checkpoint_every: int = 50
     threads: int = 2
     seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (webiml.device)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+    channels_last: bool = True
+    grad_clip: float = 0.0  # max gradient norm; 0: off
+    max_skipped: int = 10  # non-finite losses in a row before the run stops (each such step is skipped)
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
+
+
+#: settings a run may change when it resumes (where it runs, not what it computes)
+RESUMABLE_CHANGES = frozenset({"device", "threads", "checkpoint_every"})
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -138,15 +154,16 @@ class Dist:
         return self.rank == 0
 
 
-def init_distributed() -> Dist:
-    """Join the ``torchrun`` process group when launched by it (gloo on CPU, NCCL on GPU)."""
+def init_distributed(device: torch.device | None = None) -> Dist:
+    """Join the ``torchrun`` process group when launched by it (NCCL for CUDA devices, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        cuda = device.type == "cuda" if device is not None else torch.cuda.is_available()
+        dist.init_process_group("nccl" if cuda else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
@@ -155,6 +172,10 @@ def init_distributed() -> Dist:
 
 def _state_path(out: Path) -> Path:
     return out / "last.pt"
+
+
+def _resume_key(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
 
 def write_history(path: str | Path, history: list[dict]) -> None:
@@ -190,7 +211,8 @@ def fit(
     """
     from tqdm import tqdm
 
-    dist = init_distributed()
+    device = resolve(cfg.device)
+    dist = init_distributed(device)
     torch.set_num_threads(cfg.threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,67 +220,86 @@ def fit(
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {dist.world} processes")
     per_rank = cfg.batch_size // dist.world
 
+    place(model, device, cfg.channels_last)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     rng = np.random.default_rng(cfg.seed)
-    step, history, seconds = 0, [], 0.0
+    step, history, seconds, skipped = 0, [], 0.0, 0
     state_file = _state_path(out)
     if state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
-        if state.get("config") != dataclasses.asdict(cfg):
+        state = torch.load(state_file, map_location=device, weights_only=False)
+        if _resume_key(state.get("config", {})) != _resume_key(dataclasses.asdict(cfg)):
             raise ValueError(f"{state_file}: saved by a run with other settings; delete it to start afresh")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state.get("scaler", {}))
         rng.bit_generator.state = state["rng"]
-        step, history, seconds = state["step"], state["history"], state["seconds"]
+        step, history, seconds, skipped = state["step"], state["history"], state["seconds"], state.get("skipped", 0)
         if dist.main:
             log.info("resuming %s at step %d", out, step)
 
     net: nn.Module = model
     if dist.world > 1:
-        net = nn.parallel.DistributedDataParallel(model)
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", disable=not (progress and dist.main), unit="step")
-    done_here = 0
+    done_here, bad_in_a_row = 0, 0
     while step < cfg.steps and (stop_after is None or done_here < stop_after):
         t0 = time.perf_counter()
         picks = mixture.draw(rng, cfg.batch_size)
         x, y = make_batch(mixture, picks, cfg.size, rng)
         x, y = x[dist.rank * per_rank : (dist.rank + 1) * per_rank], y[dist.rank * per_rank : (dist.rank + 1) * per_rank]
+        x, y = to(x, device, cfg.channels_last), to(y, device, cfg.channels_last)
         if target_fn is not None:
             y = target_fn(x, y)
-        outputs = net(x)
-        loss, parts = loss_fn(model, outputs, y) if loss_fn is not None else model.loss(outputs, y)
+        with autocast(device, cfg.precision):
+            outputs = net(x)
+            loss, parts = loss_fn(model, outputs, y) if loss_fn is not None else model.loss(outputs, y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss_value = loss.item()
+        if math.isfinite(loss_value):
+            scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            bad_in_a_row = 0
+        else:  # the guard: no update from this batch; the schedule and the data move on
+            skipped += 1
+            bad_in_a_row += 1
+            log.warning("%s: loss is %s at step %d; step skipped", out.name, loss_value, step + 1)
+            if bad_in_a_row > cfg.max_skipped:
+                raise FloatingPointError(f"loss not finite for {bad_in_a_row} steps in a row (at step {step + 1}); "
+                                         f"{state_file} holds the last good state")
         sched.step()
         step += 1
         done_here += 1
         seconds += time.perf_counter() - t0
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"loss is {loss_value} at step {step}")
         if step % log_every == 0 or step == cfg.steps:
             row = {"step": step, "loss": round(loss_value, 5), "lr": round(sched.get_last_lr()[0], 8)}
             row.update({k: round(float(v), 5) for k, v in parts.items()})
             history.append(row)
             bar.set_postfix(loss=f"{loss_value:.4f}")
         bar.update(1)
-        if dist.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+        if dist.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps) and bad_in_a_row == 0:
             with io.atomic_path(state_file) as tmp:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                            "rng": rng.bit_generator.state, "step": step, "history": history, "seconds": seconds,
+                            "scaler": scaler.state_dict(), "rng": rng.bit_generator.state, "step": step,
+                            "history": history, "seconds": seconds, "skipped": skipped,
                             "config": dataclasses.asdict(cfg)}, tmp)
     bar.close()
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     summary = {
         "steps": step,
         "finished": step >= cfg.steps,
         "seconds": round(seconds, 2),
         "images_per_second": round(step * cfg.batch_size / seconds, 3) if seconds else None,
         "processes": dist.world,
+        "device": str(device),
+        "skipped_steps": skipped,
         "final_loss": history[-1]["loss"] if history else None,
         "mixture": mixture.describe(),
         "train": dataclasses.asdict(cfg),

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import io
+from ..device import model_device, place, resolve, to
 from ..models.checkpoint import load_checkpoint
 from .annotate import ALIGNED_STATUSES, AnnotationResult, PairInputs, iter_jsonl
 from .models import to_tensor
@@ -45,6 +46,10 @@ def _spg_view(p: PairInputs) -> np.ndarray:
     return reg
 
 
+def _load(models_dir: str | Path, name: str, device: torch.device) -> torch.nn.Module:
+    return place(load_checkpoint(model_path(models_dir, name))[0], device).eval()
+
+
 @torch.no_grad()
 def dass_native(model, forged: np.ndarray, authentic_view: np.ndarray, tta: bool = True) -> np.ndarray:
     """Run a DASS-type model at the scale it was trained at (:func:`~webiml.caaa.train.native_scale`,
@@ -58,7 +63,7 @@ def dass_native(model, forged: np.ndarray, authentic_view: np.ndarray, tta: bool
         if (nh, nw) != (h, w):
             img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
         img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect")
-        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+        return to(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0, model_device(model))
 
     f, a = prep(forged), prep(authentic_view)
     p = model.predict_tta(f, a) if tta else torch.sigmoid(model(f, a))
@@ -66,8 +71,8 @@ def dass_native(model, forged: np.ndarray, authentic_view: np.ndarray, tta: bool
 
 
 def _to_forged_size(prob: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
-    out = F.interpolate(prob[None, None], size=shape, mode="bilinear", align_corners=False)[0, 0]
-    return out.clamp(0, 1).numpy().astype(np.float32)
+    out = F.interpolate(prob[None, None].float(), size=shape, mode="bilinear", align_corners=False)[0, 0]
+    return out.clamp(0, 1).cpu().numpy()
 
 
 class CAAAnnotator:
@@ -78,15 +83,16 @@ class CAAAnnotator:
     ROUTES = ("auto", "classifier", "registration")
 
     def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, route: str = "auto", tta: bool = True,
-                 reuse: str | Path | None = None):
+                 reuse: str | Path | None = None, device: str = "auto"):
         """``reuse``: an annotation folder written by CAAAv2 with the same models and ``tta``
         (another route); pairs it sent to DASS and this route sends to DASS too take its mask
-        instead of running DASS again."""
+        instead of running DASS again. ``device``: see :mod:`webiml.device`."""
         if route not in self.ROUTES:
             raise ValueError(f"route must be one of {self.ROUTES}")
-        self.classifier = load_checkpoint(model_path(models_dir, "classifier"))[0] if route != "registration" else None
-        self.dass = load_checkpoint(model_path(models_dir, "dass"))[0]
-        self.corr = load_checkpoint(model_path(models_dir, "corr"))[0]
+        dev = resolve(device)
+        self.classifier = _load(models_dir, "classifier", dev) if route != "registration" else None
+        self.dass = _load(models_dir, "dass", dev)
+        self.corr = _load(models_dir, "corr", dev)
         self.route, self.tta = route, tta
         self.reused = reusable_dass_masks(reuse) if reuse is not None else {}
 
@@ -107,8 +113,9 @@ class CAAAnnotator:
 
     def _classifier(self, pairs: list[PairInputs]) -> list[tuple[str, float, bool]]:
         s = self.classifier.cfg.size
-        f = torch.stack([to_tensor(p.forged, s) for p in pairs])
-        a = torch.stack([to_tensor(p.authentic, s) for p in pairs])
+        dev = model_device(self.classifier)
+        f = to(torch.stack([to_tensor(p.forged, s) for p in pairs]), dev)
+        a = to(torch.stack([to_tensor(p.authentic, s) for p in pairs]), dev)
         out = self.classifier(f, a)
         pc = out["category"].softmax(1)
         al = out["aligned"].argmax(1)
@@ -137,8 +144,9 @@ class CAAAnnotator:
                 probs[i] = dass_native(self.dass, pairs[i].forged, _spg_view(pairs[i]), self.tta)
         if sdg:
             s = self.corr.cfg.size
-            f = torch.stack([to_tensor(pairs[i].forged, s) for i in sdg])
-            a = torch.stack([to_tensor(pairs[i].authentic, s) for i in sdg])
+            dev = model_device(self.corr)
+            f = to(torch.stack([to_tensor(pairs[i].forged, s) for i in sdg]), dev)
+            a = to(torch.stack([to_tensor(pairs[i].authentic, s) for i in sdg]), dev)
             p = torch.sigmoid(self.corr(f, a))
             for k, i in enumerate(sdg):
                 probs[i] = _to_forged_size(p[k, 0], pairs[i].forged.shape[:2])
@@ -159,8 +167,8 @@ class UnifiedAnnotator:
 
     name = "unified"
 
-    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, tta: bool = True):
-        self.model = load_checkpoint(model_path(models_dir, "unified"))[0]
+    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, tta: bool = True, device: str = "auto"):
+        self.model = _load(models_dir, "unified", resolve(device))
         self.tta = tta
 
     @torch.no_grad()

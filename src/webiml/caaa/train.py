@@ -25,6 +25,7 @@ import torch.nn as nn
 
 from .. import io
 from ..config import from_dict
+from ..device import autocast, check_precision, model_device, place, resolve, to
 from ..register import warp_to
 from ..synth import EVIDENT_PAIRS, Degradation, WebPairConfig, decode, make_web_pair
 
@@ -208,6 +209,11 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup: int = 20
     channels_last: bool = True  # NHWC convolutions: about 1.25x faster on CPU
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (webiml.device)
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision)
 
 
 def fit(
@@ -232,18 +238,21 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)) * (1 - s / cfg.steps) ** 0.9
     )
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model.to(memory_format=fmt).train()
+    dev = resolve(cfg.device)
+    place(model, dev, cfg.channels_last).train()
+    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.precision == "fp16")
     history = []
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=f"train {name}", disable=not progress, mininterval=2)
     for step in bar:
         idx = rng.choice(indices, size=cfg.batch_size, replace=len(indices) < cfg.batch_size)
-        b = {k: v.contiguous(memory_format=fmt) if v.ndim == 4 else v for k, v in batch(pool, idx, rng, flip, native).items()}
-        loss = step_loss(model, b)
+        b = {k: to(v, dev, cfg.channels_last) for k, v in batch(pool, idx, rng, flip, native).items()}
+        with autocast(dev, cfg.precision):
+            loss = step_loss(model, b)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         history.append({"step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]})
         if step % 10 == 0:
@@ -318,7 +327,7 @@ def evaluate_pool(model: nn.Module, kind: str, pool: Pool, indices: np.ndarray, 
     rows, correct, aligned_ok = [], 0, 0
     for s in range(0, len(indices), bs):
         idx = indices[s : s + bs]
-        b = batch(pool, idx, rng, flip=False, native=native)
+        b = {k: to(v, model_device(model)) for k, v in batch(pool, idx, rng, flip=False, native=native).items()}
         if kind == "classifier":
             f = torch.nn.functional.interpolate(b["forged"], size=(size, size), mode="area")
             a = torch.nn.functional.interpolate(b["authentic"], size=(size, size), mode="area")
@@ -331,7 +340,7 @@ def evaluate_pool(model: nn.Module, kind: str, pool: Pool, indices: np.ndarray, 
         else:
             p = torch.sigmoid(model(b["forged"], b["authentic"]))
         for k in range(len(idx)):
-            rows.append(pixel_scores(p[k, 0].numpy(), b["mask"][k, 0].numpy() > 0.5))
+            rows.append(pixel_scores(p[k, 0].float().cpu().numpy(), b["mask"][k, 0].cpu().numpy() > 0.5))
     if kind == "classifier":
         return {"category_accuracy": correct / len(indices), "aligned_accuracy": aligned_ok / len(indices), "n": int(len(indices))}
     return {**{k: round(v, 4) for k, v in mean_scores(rows).items()}, "n": int(len(indices))}
@@ -348,15 +357,18 @@ def save_json(path: str | Path, obj) -> None:
 #: Corr-DINO-lite feature cache
 MODEL_KEYS = {"classifier": ("size",), "corr": ("cache_mb",)}
 MODELS = ("classifier", "dass", "corr", "unified")
+#: section-level TrainConfig keys that apply to all four models (a model's own section wins)
+SHARED_KEYS = ("device", "precision")
 
 
 def parse_params(params: dict) -> tuple[PoolConfig, dict[str, TrainConfig]]:
     """The pool and per-model training configs of the ``train_annotators`` section; an unknown
     key anywhere in them is an error that names it (raised before any work starts)."""
     pool = from_dict(PoolConfig, params.get("pool"), "train_annotators.pool")
+    shared = {k: params[k] for k in SHARED_KEYS if k in params}
     train = {}
     for name in MODELS:
-        d = {k: v for k, v in (params.get(name) or {}).items() if k not in MODEL_KEYS.get(name, ())}
+        d = shared | {k: v for k, v in (params.get(name) or {}).items() if k not in MODEL_KEYS.get(name, ())}
         train[name] = from_dict(TrainConfig, d, f"train_annotators.{name}")
     return pool, train
 
