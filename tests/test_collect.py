@@ -607,3 +607,68 @@ def test_cli_collect_reads_the_workspace_params_and_set_overrides(tmp_path, monk
         (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()) == 2
     with pytest.raises(SystemExit, match="unknown key 'phash_distnce' in params section 'collect'"):
         cli_main(["collect", "--out", str(tmp_path / "o2"), "--set", "phash_distnce=3"])
+
+
+# ------------------------------------------------------------------------------- shards + merge
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_sharded_collect_and_merge_equal_one_unsharded_run(csv_folder, tmp_path, tree_digest):
+    """valid.jpg (candidate 0) and its re-encoded copy valid_dup.png (candidate 1) land in different
+    shards: the merge must still reject the copy as the unsharded run does, and write the same corpus."""
+    from webiml.shard import collect_shard, merge, parse_shard
+
+    def cands():
+        return candidates_from(["pairs-csv", "synthetic"], csv=csv_folder / "pairs.csv", n_pairs=4)
+
+    before = tree_digest(csv_folder)
+    collect(cands(), tmp_path / "one", CFG, audit=tmp_path / "one-audit", progress=False)
+    for i in range(3):
+        collect_shard(cands(), tmp_path / f"s{i}", CFG, i, 3, audit=tmp_path / f"s{i}-audit", progress=False)
+    assert "csv-valid_dup" not in {r["id"] for r in _lines(tmp_path / "s1" / "rejected.jsonl")}  # shards do not de-duplicate
+    shard_trees = {i: _tree(tmp_path / f"s{i}") for i in range(3)}
+    assert cli_main(["merge", *(str(tmp_path / f"s{i}") for i in (2, 0, 1)), "--out", str(tmp_path / "merged")]) == 0
+    report = json.loads((tmp_path / "merged" / "report.json").read_text())
+
+    one = json.loads((tmp_path / "one" / "report.json").read_text())
+    assert {k: report[k] for k in ("n_accepted", "n_rejected", "rejected_by_reason", "registration", "per_source")} == \
+           {k: one[k] for k in ("n_accepted", "n_rejected", "rejected_by_reason", "registration", "per_source")}
+    assert _lines(tmp_path / "merged" / "pairs.jsonl") == _lines(tmp_path / "one" / "pairs.jsonl")
+    assert _lines(tmp_path / "merged" / "rejected.jsonl") == _lines(tmp_path / "one" / "rejected.jsonl")
+    assert _by_id(_lines(tmp_path / "merged" / "rejected.jsonl"))["csv-valid_dup"]["duplicate_of"] == "csv-valid"
+    assert _tree(tmp_path / "merged" / "pairs") == _tree(tmp_path / "one" / "pairs")
+    assert _tree(tmp_path / "merged-audit") == _tree(tmp_path / "one-audit")
+    assert {i: _tree(tmp_path / f"s{i}") for i in range(3)} == shard_trees and tree_digest(csv_folder) == before
+
+    with pytest.raises(ValueError, match="every shard"):
+        merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "partial")
+    with pytest.raises(FileExistsError):
+        merge([tmp_path / f"s{i}" for i in range(3)], tmp_path / "merged")
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "x/2", "1"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_cli_collect_shard(tmp_path, one_pair_csv):
+    assert cli_main(["collect", "--source", "pairs-csv", "--csv", str(one_pair_csv), "--workers", "1", "--shard", "1/2",
+                     "--out", str(tmp_path / "s1"), "--quiet"]) == 0
+    meta = json.loads((tmp_path / "s1" / "shard.json").read_text())
+    assert (meta["index"], meta["count"]) == (1, 2) and all(k % 2 == 1 for k in meta["order"].values())
+
+
+def test_merge_reads_shards_moved_with_their_truth(csv_folder, tmp_path):
+    """Shards collected elsewhere and copied here (each with its truth folder beside it) still merge."""
+    import shutil
+
+    from webiml.shard import collect_shard, merge
+
+    for i in range(2):
+        collect_shard(candidates_from(["synthetic"], n_pairs=3), tmp_path / "there" / f"s{i}", CFG, i, 2,
+                      audit=tmp_path / "there" / f"s{i}-audit", progress=False)
+    shutil.move(tmp_path / "there", tmp_path / "here")
+    report = merge([tmp_path / "here" / "s0", tmp_path / "here" / "s1"], tmp_path / "m", audit=tmp_path / "m-audit")
+    assert report["n_accepted"] == len(io.read_jsonl(tmp_path / "m-audit" / "audit.jsonl")) > 0

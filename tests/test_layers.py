@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = [
     ("core", ["io", "config", "workspace", "runid", "device", "figures", "evaluate.metrics"]),
     ("data", ["photos", "synth", "jitter", "instances", "boxes", "download", "evaluate.prepare", "evaluate.testset"]),
-    ("collect", ["register", "collect"]),
+    ("collect", ["register", "collect", "shard"]),
     ("models", ["models", "caaa", "infer"]),
     ("training", ["train", "samples", "mixture", "train_webiml", "train_boxprompt"]),
     ("evaluate", ["evaluate", "report", "explore"]),

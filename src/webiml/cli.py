@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -57,8 +58,27 @@ def _collect(args: argparse.Namespace) -> int:
     policy = DownloadPolicy(timeout=args.timeout, retries=args.retries)
     out = Path(args.out)
     audit = Path(args.audit) if args.audit else out.with_name(out.name + "-audit")
-    report = collect(cands, out, cfg, audit=audit, download_policy=policy, overwrite=args.overwrite, progress=not args.quiet)
+    kw = dict(audit=audit, download_policy=policy, overwrite=args.overwrite, progress=not args.quiet)
+    if args.shard is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from .shard import collect_shard, parse_shard
+
+        index, count = parse_shard(args.shard)
+        report = collect_shard(cands, out, cfg, index, count, **kw)
+        print(f"shard {index}/{count}: join the shards with `webiml merge SHARD_DIR... --out DIR`")
+    else:
+        report = collect(cands, out, cfg, **kw)
     print(json.dumps({k: report[k] for k in ("n_accepted", "n_rejected", "rejected_by_reason", "registration", "seconds_total")}, indent=1))
+    print(f"pairs: {out / 'pairs.jsonl'}  rejected: {out / 'rejected.jsonl'}  truth: {audit}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .shard import merge
+
+    out = Path(args.out)
+    audit = Path(args.audit) if args.audit else out.with_name(out.name + "-audit")
+    report = merge(args.shards, out, audit=audit, overwrite=args.overwrite)
+    print(json.dumps({k: report[k] for k in ("n_accepted", "n_rejected", "rejected_by_reason", "registration", "shards")}, indent=1))
     print(f"pairs: {out / 'pairs.jsonl'}  rejected: {out / 'rejected.jsonl'}  truth: {audit}")
     return 0
 
@@ -269,8 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep pairs without feature evidence of shared content (when you trust the pairing); "
                         "their labels are kept only with the label guard's --keep-unmatched")
     c.add_argument("--overwrite", action="store_true", help="replace an existing collection in OUT")
+    c.add_argument("--shard", metavar="I/N", help="collect only shard I of N (0-based; under torchrun: RANK/WORLD_SIZE); "
+                                                  "join the shards with `webiml merge`")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_collect)
+
+    mg = sub.add_parser("merge", help="join collect shards (--shard I/N) into the corpus an unsharded run writes")
+    mg.add_argument("shards", nargs="+", help="the shard output folders, every shard 0..N-1 once")
+    mg.add_argument("--out", required=True)
+    mg.add_argument("--audit", help="where the truth goes (default: OUT-audit)")
+    mg.add_argument("--overwrite", action="store_true")
+    mg.set_defaults(func=_merge)
 
     a = sub.add_parser("annotate", help="annotate a collected pair corpus (CAAAv2 by default)")
     a.add_argument("--pairs", required=True, help="a collect output folder (pairs.jsonl)")
