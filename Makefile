@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 REMOTE ?=
 DVC_REMOTE = $(if $(REMOTE),dvc remote add --local -f override '$(REMOTE)' && dvc $(1) -r override,dvc $(1))
 
-.PHONY: env repro smoke paper ablations students claims push pull test unit lab bench clean-runs
+.PHONY: env repro smoke paper ablations students claims push pull test unit lab bench gpu-check clean-runs
 
 env: $(STAMP)
 
@@ -66,6 +66,12 @@ bench: env            ## speed and memory benchmarks (numbers for the README)
 	python benchmarks/bench_annotate.py
 	python benchmarks/bench_webiml_infer.py
 	python benchmarks/bench_boxprompt.py
+	python benchmarks/bench_train.py
+
+# No env: a GPU machine may lack DVC and Papermill; it needs torch, timm, OpenCV, scikit-image,
+# segment-anything and the offline-weights wheel (docs/gpu.md)
+gpu-check:            ## every trainer and inference path at paper shapes on the GPU -> reports/metrics/gpu_check.json
+	PYTHONPATH=src $(PYTHON) benchmarks/gpu_check.py --device cuda --out reports/metrics/gpu_check.json
 
 lab: env              ## JupyterLab on the notebooks
 	jupyter lab notebooks/
