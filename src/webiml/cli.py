@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 
-def _params_section(args: argparse.Namespace, section: str) -> dict:
-    """A params.yaml section for a command: ``--params FILE`` (default: the params.yaml of the workspace
-    around the working directory, if any), the global ``seed``, then ``--set KEY=VALUE`` overrides
-    (dotted keys reach nested sections, values are YAML)."""
+def _params_sections(args: argparse.Namespace, main: str, also: tuple[str, ...] = ()) -> dict[str, dict]:
+    """The params.yaml sections a command reads: ``--params FILE`` (default: the params.yaml of the
+    workspace around the working directory, if any), the global ``seed`` in the ``main`` section, then
+    ``--set KEY=VALUE`` overrides (YAML values; dotted keys reach nested sections; a key naming one of
+    the ``also`` sections, such as ``guard.max_fraction``, goes there). A key its section does not
+    hold is an error naming the allowed keys."""
     import yaml
 
     from .workspace import find_root, load_params
@@ -25,20 +27,63 @@ def _params_section(args: argparse.Namespace, section: str) -> dict:
         except FileNotFoundError:
             path = None
     params = load_params(path) if path else {}
-    out = {"seed": params.get("seed", 0), **params.get(section, {})}
+    out = {main: {"seed": params.get("seed", 0), **(params.get(main) or {})}, **{s: dict(params.get(s) or {}) for s in also}}
     for kv in args.set:
         key, sep, value = kv.partition("=")
         if not sep:
             raise SystemExit(f"--set expects KEY=VALUE, got {kv!r}")
+        section = main
+        if key.split(".")[0] in also and key.split(".")[0] not in out[main]:
+            section, key = key.partition(".")[::2]
         *parents, leaf = key.split(".")
-        if params.get(section) and key.split(".")[0] not in out:
+        if params.get(section) and key.split(".")[0] not in out[section]:
             raise SystemExit(f"--set {key}: unknown key {key.split('.')[0]!r} in params section {section!r} of {path}; "
-                             f"allowed: {', '.join(k for k in out if k != 'seed')}")
-        node = out
+                             f"allowed: {', '.join(k for k in out[section] if k != 'seed')}")
+        node = out[section]
         for k in parents:
             node = node.setdefault(k, {})
         node[leaf] = yaml.safe_load(value)
     return out
+
+
+def _params_section(args: argparse.Namespace, section: str) -> dict:
+    return _params_sections(args, section)[section]
+
+
+def _add_params(parser: argparse.ArgumentParser, main: str, also: tuple[str, ...] = ()) -> None:
+    """``--params`` and ``--set``: a command's defaults come from its params.yaml sections; flags win."""
+    names = ", ".join(f"'{s}'" for s in (main, *also))
+    parser.add_argument("--params", help=f"params.yaml to read the {names} section{'s' if also else ''} from "
+                                         "(default: the workspace's, if any)")
+    eg = f"; {also[0]}.KEY=VALUE reaches the '{also[0]}' section" if also else ""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override a key of the '{main}' section (repeatable){eg}")
+
+
+def _pick(flag, section: dict, key: str, default):
+    """A setting: the flag when given, else the params section's value, else the library default."""
+    return flag if flag is not None else section.get(key, default)
+
+
+def _guard(args: argparse.Namespace, section: dict):
+    """The label guard: the params ``guard`` section, overridden by the guard flags given."""
+    from .caaa.guard import GuardConfig
+
+    d = dict(section)
+    if args.no_guard:
+        d["enabled"] = False
+    if args.max_fraction is not None:
+        d["max_fraction"] = args.max_fraction
+    if args.keep_unmatched:
+        d["keep_unmatched"] = True
+    return GuardConfig.from_dict(d)
+
+
+def _add_guard(parser: argparse.ArgumentParser) -> None:
+    from .caaa import guard
+
+    guard.add_arguments(parser)
+    parser.set_defaults(max_fraction=None)  # unset: the params guard section decides
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -86,21 +131,25 @@ def _merge(args: argparse.Namespace) -> int:
 def _annotate(args: argparse.Namespace) -> int:
     import torch
 
-    from .caaa import guard
     from .caaa.annotate import annotate_corpus, build_annotator
 
-    torch.set_num_threads(args.threads)
-    kw = {} if args.method == "naive" else {"models_dir": args.models}
+    p = _params_sections(args, "annotate", ("guard",))
+    a = p["annotate"]
+    torch.set_num_threads(_pick(args.threads, a, "threads", 2))
+    device = _pick(args.device, a, "device", "auto")
+    kw = {"naive": {}, "unified": {"models_dir": args.models, "tta": a.get("tta", True), "device": device},
+          "caaa": {"models_dir": args.models, "tta": a.get("tta", True), "device": device,
+                   "route": _pick(args.route, a, "route", "auto")}}[args.method]
     report = annotate_corpus(Path(args.pairs), build_annotator(args.method, **kw), Path(args.out),
-                             batch_size=args.batch_size, resume=not args.no_resume, progress=not args.quiet,
-                             guard=guard.from_args(args))
+                             batch_size=_pick(args.batch_size, a, "batch_size", 8), resume=not args.no_resume,
+                             progress=not args.quiet, guard=_guard(args, p["guard"]))
     print(json.dumps({k: report.get(k) for k in ("n_done", "n_skipped", "n_rejected", "per_category", "refused_by_reason",
                                                  "pairs_per_second")}, indent=1))
     return 0
 
 
 def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, models: str | Path, threshold: float = 0.5,
-                  guard=None) -> dict:
+                  guard=None, device: str = "auto") -> dict:
     """Register, classify and annotate one pair of any sizes; write the soft mask at the forged size.
 
     ``kept`` is the decision a dataset build would take: QES > ``threshold`` (``qes_kept``, the
@@ -123,7 +172,7 @@ def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, mo
         registered = a
     elif reg.registered:
         registered, overlap = warp_to(a, reg.matrix, (f.shape[1], f.shape[0]))
-    res = CAAAnnotator(models).annotate_batch([PairInputs("pair", f, a, registered, overlap, reg.status)])[0]
+    res = CAAAnnotator(models, device=device).annotate_batch([PairInputs("pair", f, a, registered, overlap, reg.status)])[0]
     io.write_soft_mask(out, res.prob)
     written = io.read_soft_mask(out)  # the mask as written (0–255), as the dataset build sees it
     q, fraction = qes(written), label_guard.mask_fraction(written)
@@ -137,10 +186,11 @@ def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, mo
 def _annotate_pair(args: argparse.Namespace) -> int:
     import torch
 
-    torch.set_num_threads(args.threads)
-    from .caaa import guard
-
-    r = annotate_pair(args.forged, args.authentic, args.output, args.models, args.qes_threshold, guard.from_args(args))
+    p = _params_sections(args, "annotate", ("filter", "guard"))
+    torch.set_num_threads(_pick(args.threads, p["annotate"], "threads", 2))
+    args.qes_threshold = _pick(args.qes_threshold, p["filter"], "qes_threshold", 0.5)
+    r = annotate_pair(args.forged, args.authentic, args.output, args.models, args.qes_threshold, _guard(args, p["guard"]),
+                      device=_pick(args.device, p["annotate"], "device", "auto"))
     if args.json:
         print(json.dumps(r))
     else:
@@ -152,12 +202,12 @@ def _annotate_pair(args: argparse.Namespace) -> int:
 
 
 def _build_dataset(args: argparse.Namespace) -> int:
-    from .caaa import guard
     from .caaa.dataset import build_dataset
 
-    r = build_dataset(Path(args.annotations), Path(args.out), threshold=args.qes_threshold,
+    p = _params_sections(args, "filter", ("guard",))
+    r = build_dataset(Path(args.annotations), Path(args.out), threshold=_pick(args.qes_threshold, p["filter"], "qes_threshold", 0.5),
                       pairs_dir=Path(args.pairs) if args.pairs else None, progress=not args.quiet,
-                      guard=guard.from_args(args), index_paths=args.index_paths)
+                      guard=_guard(args, p["guard"]), index_paths=args.index_paths)
     print(json.dumps({k: r.get(k) for k in ("n", "kept", "dropped", "per_category", "dropped_by_reason",
                                             "kept_by_qes_alone", "removed_by_guard")}, indent=1))
     return 0
@@ -183,7 +233,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .infer import load_model, predict_files
 
     torch.set_num_threads(args.threads)
-    lm = load_model(args.model, args.root)
+    lm = load_model(args.model, args.root, device=_pick(args.device, _params_section(args, "benchmark"), "device", "auto"))
     r = predict_files(lm, args.images, args.out, max_side=args.max_side, max_pixels=args.max_pixels, progress=not args.quiet)
     print(json.dumps(r, indent=1))
     return 0 if r["n_predicted"] or not r["n_rejected"] else 1
@@ -208,7 +258,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     datasets = _parse_named(args.dataset)
-    lm = load_model(args.model, args.root)
+    lm = load_model(args.model, args.root, device=_pick(args.device, _params_section(args, "benchmark"), "device", "auto"))
     robust = {k: v for k, v in B.PERTURBATIONS.items()} if args.robustness else {}
     res = B.run_benchmark({lm.name: lm}, datasets, robustness=robust, robustness_models=[lm.name] if robust else [],
                           robustness_datasets=list(datasets) if robust else [], progress=not args.quiet)
@@ -236,22 +286,24 @@ def _prepare_dataset(args: argparse.Namespace) -> int:
 def _pseudo_masks(args: argparse.Namespace) -> int:
     from .models.teachers import make_teacher, pseudo_mask_dataset
 
-    kw = {"checkpoint": args.sam_checkpoint, "model_type": args.sam_model_type} if args.teacher == "sam" else {}
-    r = pseudo_mask_dataset(args.boxes, args.images, args.out, make_teacher(args.teacher, **kw), on_bad=args.on_bad, progress=not args.quiet)
+    p = _params_section(args, "train_boxprompt")
+    teacher = _pick(args.teacher, p, "teacher", "grabcut")
+    kw = {"checkpoint": _pick(args.sam_checkpoint, p, "sam_checkpoint", None),
+          "model_type": _pick(args.sam_model_type, p, "sam_model_type", "vit_b")} if teacher == "sam" else {}
+    r = pseudo_mask_dataset(args.boxes, args.images, args.out, make_teacher(teacher, **kw), on_bad=args.on_bad, progress=not args.quiet)
     print(json.dumps(r, indent=1))
     return 0 if r["n_masks"] or not r["n_rejected"] else 1
 
 
 def _train_webiml(args: argparse.Namespace) -> int:
-    from .stage import load_params
     from .train import init_distributed
     from .train_webiml import prepare_webiml, train_webiml
 
-    params = load_params(args.params)
-    section = params["train_webiml"]
+    section = _params_section(args, "train_webiml")
+    data_seed = section.pop("seed")
     dist = init_distributed()
     run = prepare_webiml(args.variant, section, args.train_seed, web_dataset=args.web_dataset,
-                         web_all_dataset=args.web_all_dataset, data_seed=params.get("seed", 0))
+                         web_all_dataset=args.web_all_dataset, data_seed=data_seed)
     summary = train_webiml(run, args.out, progress=not args.quiet)
     if dist.main:
         print(json.dumps({k: summary[k] for k in ("variant", "seed", "steps", "seconds", "images_per_second", "processes", "final_loss")}, indent=1))
@@ -259,7 +311,6 @@ def _train_webiml(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .caaa import guard
     from .io import INDEX_PATHS
 
     p = argparse.ArgumentParser(prog="webiml", description=__doc__)
@@ -271,9 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeat to combine sources (default: synthetic)")
     c.add_argument("--out", required=True, help="output folder (pairs.jsonl, rejected.jsonl, report.json, pairs/)")
     c.add_argument("--audit", help="where truth masks of synthetic/NoSo pairs go (default: OUT-audit)")
-    c.add_argument("--params", help="params.yaml to read the collect section from (default: the workspace's, if any)")
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the collect section, e.g. --set register.min_inliers=8 (repeatable)")
     c.add_argument("--n-pairs", type=int, help="synthetic pairs to generate (default: params, else 200)")
     c.add_argument("--csv", help="pairs-csv: CSV of forged,authentic paths")
     c.add_argument("--root", help="pairs-csv: base of relative paths; miml-dir / noso: the dataset folder")
@@ -292,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--shard", metavar="I/N", help="collect only shard I of N (0-based; under torchrun: RANK/WORLD_SIZE); "
                                                   "join the shards with `webiml merge`")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_params(c, "collect")
     c.set_defaults(func=_collect)
 
     mg = sub.add_parser("merge", help="join collect shards (--shard I/N) into the corpus an unsharded run writes")
@@ -306,11 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--models", default="models/annotators", help="trained annotators (stage train_annotators)")
     a.add_argument("--out", required=True)
     a.add_argument("--method", default="caaa", choices=["caaa", "unified", "naive"])
-    a.add_argument("--batch-size", type=int, default=8)
-    a.add_argument("--threads", type=int, default=2)
+    a.add_argument("--batch-size", type=int, help="pairs per batch (default: annotate.batch_size, else 8)")
+    a.add_argument("--threads", type=int, help="CPU threads (default: annotate.threads, else 2)")
+    a.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: annotate.device, else auto)")
+    a.add_argument("--route", choices=["auto", "classifier", "registration"], help="caaa: how pairs are routed (default: annotate.route)")
     a.add_argument("--no-resume", action="store_true", help="start over instead of continuing an interrupted run")
     a.add_argument("--quiet", action="store_true")
-    guard.add_arguments(a)
+    _add_params(a, "annotate", ("guard",))
+    _add_guard(a)
     a.set_defaults(func=_annotate)
 
     ap = sub.add_parser("annotate-pair", help="annotate one forged/authentic pair (any sizes, crops, JPEG qualities)")
@@ -318,21 +370,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("authentic")
     ap.add_argument("-o", "--output", required=True, help="soft mask PNG (0–255) at the forged image's size")
     ap.add_argument("--models", default="models/annotators", help="trained annotators (stage train_annotators)")
-    ap.add_argument("--qes-threshold", type=float, default=0.5)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--qes-threshold", type=float, help="keep iff QES > this (default: filter.qes_threshold, else 0.5)")
+    ap.add_argument("--threads", type=int, help="CPU threads (default: annotate.threads, else 2)")
+    ap.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: annotate.device, else auto)")
     ap.add_argument("--json", action="store_true", help="print a JSON object (category, aligned, qes, kept, refused, mask, ...)")
-    guard.add_arguments(ap)
+    _add_params(ap, "annotate", ("filter", "guard"))
+    _add_guard(ap)
     ap.set_defaults(func=_annotate_pair)
 
     b = sub.add_parser("build-dataset", help="QES-filter annotations into imgs/ + masks/ + a BenCo index")
     b.add_argument("--annotations", required=True)
-    b.add_argument("--qes-threshold", type=float, default=0.5)
+    b.add_argument("--qes-threshold", type=float, help="keep iff QES > this (default: filter.qes_threshold, else 0.5)")
     b.add_argument("--out", required=True)
     b.add_argument("--pairs", help="the collect folder (default: from the annotations' meta.json)")
     b.add_argument("--index-paths", choices=INDEX_PATHS, default=INDEX_PATHS[0],
                    help="absolute: index.json loads from any working directory (default); relative: the folder can be moved")
     b.add_argument("--quiet", action="store_true")
-    guard.add_arguments(b)
+    _add_params(b, "filter", ("guard",))
+    _add_guard(b)
     b.set_defaults(func=_build_dataset)
 
     m = sub.add_parser("models", help="the models the pipeline trains, by name, and whether they are trained")
@@ -348,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--max-side", type=int, default=1024, help="larger images are downscaled for the model")
     pr.add_argument("--max-pixels", type=int, default=64_000_000, help="larger images are rejected (too-large)")
     pr.add_argument("--threads", type=int, default=2)
+    pr.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: benchmark.device, else auto)")
     pr.add_argument("--quiet", action="store_true")
+    _add_params(pr, "benchmark")
     pr.set_defaults(func=_predict)
 
     be = sub.add_parser("benchmark", help="pixel and image metrics of one model on datasets (field conventions)")
@@ -359,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--robustness", action="store_true", help="also under JPEG, resizing, blur and noise")
     be.add_argument("--root", default=".")
     be.add_argument("--threads", type=int, default=2)
+    be.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: benchmark.device, else auto)")
     be.add_argument("--quiet", action="store_true")
+    _add_params(be, "benchmark")
     be.set_defaults(func=_benchmark)
 
     pd = sub.add_parser("prepare-dataset", help="turn a benchmark's raw download into a BenCo index with normalised masks")
@@ -373,22 +432,23 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--boxes", required=True, help="COCO-style JSON (bbox) or CSV image,x0,y0,x1,y1")
     ps.add_argument("--images", required=True, help="the folder the boxes file's image names are relative to")
     ps.add_argument("--out", required=True)
-    ps.add_argument("--teacher", default="grabcut", choices=["grabcut", "box", "sam"])
-    ps.add_argument("--sam-checkpoint", help="a segment-anything checkpoint (teacher sam; never downloaded)")
-    ps.add_argument("--sam-model-type", default="vit_b", choices=["vit_b", "vit_l", "vit_h"])
+    ps.add_argument("--teacher", choices=["grabcut", "box", "sam"], help="default: train_boxprompt.teacher, else grabcut")
+    ps.add_argument("--sam-checkpoint", help="a segment-anything checkpoint (teacher sam; never downloaded; default: train_boxprompt.sam_checkpoint)")
+    ps.add_argument("--sam-model-type", choices=["vit_b", "vit_l", "vit_h"], help="default: train_boxprompt.sam_model_type, else vit_b")
     ps.add_argument("--on-bad", default="clip", choices=["clip", "error"],
                     help="boxes partly outside are clipped; empty/outside ones dropped with a warning (clip) or the image rejected (error)")
     ps.add_argument("--quiet", action="store_true")
+    _add_params(ps, "train_boxprompt")
     ps.set_defaults(func=_pseudo_masks)
 
     tw = sub.add_parser("train-webiml", help="train one Web-IML variant (single process, or under torchrun for DDP)")
     tw.add_argument("--variant", default="webiml")
     tw.add_argument("--train-seed", type=int, default=0)
     tw.add_argument("--out", required=True)
-    tw.add_argument("--params", default="params.yaml", help="reads its train_webiml section and seed")
     tw.add_argument("--web-dataset", default="data/dataset/index.json")
     tw.add_argument("--web-all-dataset", default="data/dataset_noqes/index.json")
     tw.add_argument("--quiet", action="store_true")
+    _add_params(tw, "train_webiml")
     tw.set_defaults(func=_train_webiml)
     return p
 
