@@ -50,3 +50,48 @@ def test_benchmark_refuses_an_unknown_perturbation_before_predicting():
 
     with pytest.raises(ValueError, match=r"unknown perturbation 'jpg' in params section 'benchmark.robustness'; allowed: jpeg"):
         run_benchmark({}, {"x": "does-not-exist"}, robustness={"jpg": [70]}, progress=False)
+
+
+def test_dataclass_defaults_equal_params_yaml():
+    """params.yaml is where a default lives; the config dataclasses (for library use) agree with it
+    on every key they share, so code called without params behaves like the default run."""
+    import dataclasses
+
+    from webiml.caaa.guard import GuardConfig
+    from webiml.caaa.train import PoolConfig
+    from webiml.collect import CollectConfig
+    from webiml.mixture import MixtureConfig
+    from webiml.models.boxprompt import BoxPromptConfig
+    from webiml.models.webiml import WebIMLConfig
+    from webiml.report.claims import ReportConfig
+    from webiml.train_boxprompt import BoxPromptDataConfig, SimulatedBoxes
+    from webiml.workspace import find_root, load_params
+
+    params = load_params(find_root() / "params.yaml")
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        return list(map(plain, v)) if isinstance(v, (list, tuple)) else v
+
+    checked = {
+        ("collect",): CollectConfig(), ("train_annotators", "pool"): PoolConfig(), ("guard",): GuardConfig(),
+        ("train_webiml", "model"): WebIMLConfig(), ("train_webiml", "mixture"): MixtureConfig(),
+        ("train_boxprompt", "model"): BoxPromptConfig(), ("train_boxprompt", "data"): BoxPromptDataConfig(),
+        ("train_boxprompt", "boxes"): SimulatedBoxes(), ("report",): ReportConfig(),
+    }
+    wrong = []
+    for path, obj in checked.items():
+        section = params
+        for k in path:
+            section = section[k]
+        defaults = plain(obj)
+        for key, value in section.items():
+            if key not in defaults:
+                continue  # a stage setting the dataclass does not hold (e.g. collect.sources)
+            if isinstance(value, dict):
+                wrong += [f"{'.'.join(path)}.{key}.{k}: params {v!r}, dataclass {defaults[key].get(k)!r}"
+                          for k, v in value.items() if defaults[key].get(k) != v]
+            elif plain(value) != defaults[key]:
+                wrong.append(f"{'.'.join(path)}.{key}: params {value!r}, dataclass {defaults[key]!r}")
+    assert not wrong, "\n".join(wrong)
