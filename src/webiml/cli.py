@@ -79,6 +79,15 @@ def _guard(args: argparse.Namespace, section: dict):
     return GuardConfig.from_dict(d)
 
 
+def _add_model_run(parser: argparse.ArgumentParser) -> None:
+    """Where a trained model is found and runs (predict, benchmark)."""
+    parser.add_argument("--root", default=".", help="the pipeline folder (where models/ is)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: benchmark.device, else auto)")
+    parser.add_argument("--quiet", action="store_true")
+    _add_params(parser, "benchmark")
+
+
 def _add_guard(parser: argparse.ArgumentParser) -> None:
     from .caaa import guard
 
@@ -399,13 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+")
     pr.add_argument("--model", default="webiml", help="a model name (see `webiml models`) or a checkpoint path")
     pr.add_argument("--out", required=True)
-    pr.add_argument("--root", default=".", help="the pipeline folder (where models/ is)")
     pr.add_argument("--max-side", type=int, default=1024, help="larger images are downscaled for the model")
     pr.add_argument("--max-pixels", type=int, default=64_000_000, help="larger images are rejected (too-large)")
-    pr.add_argument("--threads", type=int, default=2)
-    pr.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: benchmark.device, else auto)")
-    pr.add_argument("--quiet", action="store_true")
-    _add_params(pr, "benchmark")
+    _add_model_run(pr)
     pr.set_defaults(func=_predict)
 
     be = sub.add_parser("benchmark", help="pixel and image metrics of one model on datasets (field conventions)")
@@ -414,11 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a BenCo JSON index, a Tp/+Gt/ folder or a NoSo folder; repeat for several")
     be.add_argument("--out", required=True, help="JSON: per dataset pixel_f1, pixel_iou and the other metrics")
     be.add_argument("--robustness", action="store_true", help="also under JPEG, resizing, blur and noise")
-    be.add_argument("--root", default=".")
-    be.add_argument("--threads", type=int, default=2)
-    be.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: benchmark.device, else auto)")
-    be.add_argument("--quiet", action="store_true")
-    _add_params(be, "benchmark")
+    _add_model_run(be)
     be.set_defaults(func=_benchmark)
 
     pd = sub.add_parser("prepare-dataset", help="turn a benchmark's raw download into a BenCo index with normalised masks")
