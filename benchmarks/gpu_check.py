@@ -131,7 +131,7 @@ def check_caaa(pool, device, precision: str, steps: int, shp: dict, channels_las
             _sync(device)
             seconds = time.perf_counter() - t0
         rows[name] = _row(steps, batch, seconds, data.seconds, device, precision=precision)
-        models[name] = model.to(device).eval()
+        models[name] = model.eval()  # fit left it on the device
         print(f"{name}: {rows[name]}", flush=True)
     return rows, models
 

@@ -88,6 +88,13 @@ def _add_model_run(parser: argparse.ArgumentParser) -> None:
     _add_params(parser, "benchmark")
 
 
+def _load_model(args: argparse.Namespace):
+    """The model of ``--model`` on ``--device`` (default: the params ``benchmark.device``)."""
+    from .infer import load_model
+
+    return load_model(args.model, args.root, device=_pick(args.device, _params_section(args, "benchmark"), "device", "auto"))
+
+
 def _add_guard(parser: argparse.ArgumentParser) -> None:
     from .caaa import guard
 
@@ -110,8 +117,7 @@ def _collect(args: argparse.Namespace) -> int:
         noso_root=args.root, manifest=args.manifest,
     )
     policy = DownloadPolicy(timeout=args.timeout, retries=args.retries)
-    out = Path(args.out)
-    audit = Path(args.audit) if args.audit else out.with_name(out.name + "-audit")
+    out, audit = _corpus_dirs(args)
     kw = dict(audit=audit, download_policy=policy, overwrite=args.overwrite, progress=not args.quiet)
     if args.shard is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from .shard import collect_shard, parse_shard
@@ -121,19 +127,26 @@ def _collect(args: argparse.Namespace) -> int:
         print(f"shard {index}/{count}: join the shards with `webiml merge SHARD_DIR... --out DIR`")
     else:
         report = collect(cands, out, cfg, **kw)
-    print(json.dumps({k: report[k] for k in ("n_accepted", "n_rejected", "rejected_by_reason", "registration", "seconds_total")}, indent=1))
-    print(f"pairs: {out / 'pairs.jsonl'}  rejected: {out / 'rejected.jsonl'}  truth: {audit}")
+    _print_corpus(report, "seconds_total", out, audit)
     return 0
+
+
+def _corpus_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """A pair corpus folder and its truth folder (default: beside it, ``OUT-audit``)."""
+    out = Path(args.out)
+    return out, Path(args.audit) if args.audit else out.with_name(out.name + "-audit")
+
+
+def _print_corpus(report: dict, last: str, out: Path, audit: Path) -> None:
+    print(json.dumps({k: report[k] for k in ("n_accepted", "n_rejected", "rejected_by_reason", "registration", last)}, indent=1))
+    print(f"pairs: {out / 'pairs.jsonl'}  rejected: {out / 'rejected.jsonl'}  truth: {audit}")
 
 
 def _merge(args: argparse.Namespace) -> int:
     from .shard import merge
 
-    out = Path(args.out)
-    audit = Path(args.audit) if args.audit else out.with_name(out.name + "-audit")
-    report = merge(args.shards, out, audit=audit, overwrite=args.overwrite)
-    print(json.dumps({k: report[k] for k in ("n_accepted", "n_rejected", "rejected_by_reason", "registration", "shards")}, indent=1))
-    print(f"pairs: {out / 'pairs.jsonl'}  rejected: {out / 'rejected.jsonl'}  truth: {audit}")
+    out, audit = _corpus_dirs(args)
+    _print_corpus(merge(args.shards, out, audit=audit, overwrite=args.overwrite), "shards", out, audit)
     return 0
 
 
@@ -239,10 +252,10 @@ def _models(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
-    from .infer import load_model, predict_files
+    from .infer import predict_files
 
     torch.set_num_threads(args.threads)
-    lm = load_model(args.model, args.root, device=_pick(args.device, _params_section(args, "benchmark"), "device", "auto"))
+    lm = _load_model(args)
     r = predict_files(lm, args.images, args.out, max_side=args.max_side, max_pixels=args.max_pixels, progress=not args.quiet)
     print(json.dumps(r, indent=1))
     return 0 if r["n_predicted"] or not r["n_rejected"] else 1
@@ -263,11 +276,10 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     from . import io
     from .evaluate import benchmark as B
-    from .infer import load_model
 
     torch.set_num_threads(args.threads)
     datasets = _parse_named(args.dataset)
-    lm = load_model(args.model, args.root, device=_pick(args.device, _params_section(args, "benchmark"), "device", "auto"))
+    lm = _load_model(args)
     robust = {k: v for k, v in B.PERTURBATIONS.items()} if args.robustness else {}
     res = B.run_benchmark({lm.name: lm}, datasets, robustness=robust, robustness_models=[lm.name] if robust else [],
                           robustness_datasets=list(datasets) if robust else [], progress=not args.quiet)

@@ -58,10 +58,6 @@ def collect_shard(candidates: Iterable[Candidate], out: str | os.PathLike, cfg: 
     return report
 
 
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def merge(shards: Iterable[str | os.PathLike], out: str | os.PathLike, audit: str | os.PathLike | None = None,
           overwrite: bool = False) -> dict:
     """Join shard folders (written by :func:`collect_shard`) into one corpus in ``out`` (truth into
@@ -91,11 +87,11 @@ def merge(shards: Iterable[str | os.PathLike], out: str | os.PathLike, audit: st
     accepted, rejected, truth = [], [], {}
     for s, m in zip(shards, meta):
         pos = m["order"]
-        accepted += [(pos[r["id"]], s, r) for r in _lines(s / "pairs.jsonl")]
-        rejected += [(pos[r["id"]], r) for r in _lines(s / "rejected.jsonl")]
+        accepted += [(pos[r["id"]], s, r) for r in io.read_jsonl(s / "pairs.jsonl")]
+        rejected += [(pos[r["id"]], r) for r in io.read_jsonl(s / "rejected.jsonl")]
         if m["audit"] is not None:
             folder = s / m["audit"]
-            truth.update({r["id"]: (folder, r) for r in _lines(folder / "audit.jsonl")})
+            truth.update({r["id"]: (folder, r) for r in io.read_jsonl(folder / "audit.jsonl")})
     accepted.sort(key=lambda t: t[0])
 
     hashes: list[int] = []
