@@ -8,13 +8,16 @@
   offline photos' own instances or object-like synthetic masks;
 - ``authentic``: crops of the ``train`` photos with empty masks.
 
-Generated sources are made once, seeded, and held in memory (a few hundred images at mini size);
-the web source is read from disk on demand.
+Generated sources make each sample when it is first drawn, from a seed of (data seed, source,
+index), and keep it up to ``cache_mb`` (:class:`webiml.samples.GeneratedSource`); the web source is
+read from disk on demand. Nothing holds the whole mixture in memory.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -23,12 +26,15 @@ import cv2
 import numpy as np
 
 from . import jitter
-from .samples import ListSource, IndexSource, authentic_samples, handcrafted_samples  # noqa: F401
+from .samples import GeneratedSource, IndexSource, authentic_sample, handcrafted_sample
 from .train import Mixture
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("handcrafted", "web", "jitter", "authentic")
+#: the generated sources' seed salts: sample i of a source comes from default_rng([seed, salt, i])
+SALTS = {"handcrafted": 1, "jitter": 2, "authentic": 3}
+JITTER_PROBE = 16  # Object Jitter samples made up front to report the rejected draws
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class MixtureConfig:
     coco_annotations: str | None = None  # instances: coco -> a COCO instances JSON ...
     coco_images: str | None = None  # ... and its image folder
     photo_dir: str | None = None  # a folder of the user's own photos instead of the bundled `train` split
+    cache_mb: float = 2048  # generated samples kept in memory per source (and DataLoader worker); the rest are remade
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.repeat) - set(SOURCES))
@@ -79,23 +86,31 @@ def instance_images(cfg: MixtureConfig, photos: Sequence, rng: np.random.Generat
     return out
 
 
-def jitter_samples(images: Sequence, n: int, rng: np.random.Generator, base_side=(320, 512), max_tries: int = 20) -> tuple[list, dict]:
-    """``n`` Object Jitter samples; returns them and the count of rejected draws per reason."""
-    out, reasons = [], {}
-    if not images:
-        return out, {"no-instance-images": 1}
-    tries = 0
-    while len(out) < n and tries < n * max_tries:
-        tries += 1
+def jitter_sample(rng: np.random.Generator, images: Sequence, base_side=(320, 512), max_tries: int = 20,
+                  rejected: Counter | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One Object Jitter sample from ``images`` (with instance masks); rejected draws (counted by
+    reason in ``rejected``) are redrawn up to ``max_tries`` times."""
+    for _ in range(max_tries):
         item = images[int(rng.integers(len(images)))]
         rgb, masks = _fit_side(item.rgb, item.masks, int(rng.integers(base_side[0], base_side[1] + 1)))
         try:
             j = jitter.object_jitter(rgb, masks, rng)
         except jitter.JitterRejected as e:
-            reasons[e.reason] = reasons.get(e.reason, 0) + 1
+            if rejected is not None:
+                rejected[e.reason] += 1
             continue
-        out.append((j.image, j.mask.astype(np.float32)))
-    return out, reasons
+        return j.image, j.mask.astype(np.float32)
+    raise ValueError(f"no Object Jitter sample in {max_tries} draws (rejected so far: {dict(rejected or {})}): "
+                     "check the instance masks (mixture.instances)")
+
+
+class JitterSource(GeneratedSource):
+    """Object Jitter samples made on demand; ``rejected`` counts the draws redrawn, by reason."""
+
+    def __init__(self, n: int, images: Sequence, seed: int, base_side=(320, 512), cache_mb: float | None = None):
+        self.rejected: Counter = Counter()
+        super().__init__(n, functools.partial(jitter_sample, images=images, base_side=base_side, rejected=self.rejected),
+                         seed, SALTS["jitter"], cache_mb)
 
 
 def build_mixture(
@@ -111,7 +126,12 @@ def build_mixture(
     photos = load_photos("train", folder=cfg.photo_dir)
     sources: dict = {}
     report: dict = {"sources": {}}
-    sources["handcrafted"] = ListSource(handcrafted_samples(photos, cfg.handcrafted, rng, cfg.base_side))
+
+    def generated(name: str, make) -> GeneratedSource:
+        return GeneratedSource(getattr(cfg, name), functools.partial(make, photos=photos, base_side=cfg.base_side),
+                               seed, SALTS[name], cfg.cache_mb)
+
+    sources["handcrafted"] = generated("handcrafted", handcrafted_sample)
     if web_index is not None:
         web = IndexSource(web_index)
         sources["web"] = web
@@ -121,12 +141,17 @@ def build_mixture(
     if use_jitter and cfg.jitter:
         rejected: list = []
         images = instance_images(cfg, photos, rng, rejected)
-        samples, reasons = jitter_samples(images, cfg.jitter, rng, cfg.base_side)
-        sources["jitter"] = ListSource(samples)
-        report["jitter_rejected"] = reasons
         report["instance_images"] = len(images)
         report["instance_rejected"] = rejected
-    sources["authentic"] = ListSource(authentic_samples(photos, cfg.authentic, rng, cfg.base_side))
+        if images:
+            src = JitterSource(cfg.jitter, images, seed, cfg.base_side, cfg.cache_mb)
+            for i in range(min(JITTER_PROBE, len(src))):  # made now (and kept) to report what Object Jitter rejects
+                src[i]
+            sources["jitter"] = src
+            report["jitter_rejected"] = {"probe": min(JITTER_PROBE, len(src)), **dict(src.rejected)}
+        else:
+            report["jitter_rejected"] = {"no-instance-images": 1}
+    sources["authentic"] = generated("authentic", authentic_sample)
     mixture = Mixture(sources, dict(cfg.repeat))
     report["sources"] = mixture.describe()
     return mixture, report

@@ -1,17 +1,23 @@
 """Training samples shared by the Web-IML mixture and the BoxPromptIML pool: synthetic forgeries with
-truth and authentic crops of the ``train`` photos (generated, seeded), and the samples of a BenCo index
-(read from disk on demand)."""
+truth and authentic crops of the ``train`` photos, and the samples of a BenCo index (read from disk
+on demand).
+
+A :class:`GeneratedSource` makes its item ``i`` from ``numpy.random.default_rng([seed, salt, i])``
+when it is asked for (kept in a :class:`webiml.cache.MemoryCache`): the data do not depend on the
+order they are drawn in, on DataLoader workers or on DDP ranks, and memory does not grow with ``n``.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from . import io, synth
+from .cache import MemoryCache
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +33,24 @@ class ListSource:
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return self.items[i]
+
+
+class GeneratedSource:
+    """``n`` samples, item ``i`` made by ``make(rng)`` with ``rng = default_rng([seed, salt, i])``;
+    made items are kept up to ``cache_mb`` MiB (None: all)."""
+
+    def __init__(self, n: int, make: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]], seed: int,
+                 salt: int, cache_mb: float | None = None):
+        self.n, self.make, self.seed, self.salt = int(n), make, int(seed), int(salt)
+        self.cache = MemoryCache(cache_mb)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.cache.get(i, lambda: self.make(np.random.default_rng([self.seed, self.salt, i])))
 
 
 class IndexSource:
@@ -76,21 +100,25 @@ class IndexSource:
         return self._get(i)
 
 
+def handcrafted_sample(rng: np.random.Generator, photos: Sequence, base_side=(320, 512)) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic forgery (forged image, truth) from ``photos`` with web degradations."""
+    pair = synth.make_web_pair(rng, photos, synth.WebPairConfig(base_side=tuple(base_side)))
+    return synth.decode(pair.forged_bytes), pair.mask.astype(np.float32)
+
+
+def authentic_sample(rng: np.random.Generator, photos: Sequence, base_side=(320, 512)) -> tuple[np.ndarray, np.ndarray]:
+    """A crop of one of ``photos``, a JPEG with p = 0.7 (as authentic images on the web), empty truth."""
+    base, _ = synth.random_base(photos[int(rng.integers(len(photos)))].rgb, rng, tuple(base_side))
+    if rng.random() < 0.7:
+        base = synth.decode(synth.encode(base, "jpeg", int(rng.integers(70, 96))))
+    return base, np.zeros(base.shape[:2], np.float32)
+
+
 def handcrafted_samples(photos: Sequence, n: int, rng: np.random.Generator, base_side=(320, 512)) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``n`` synthetic forgeries (forged image, truth) from ``photos`` with web degradations."""
-    cfg = synth.WebPairConfig(base_side=tuple(base_side))
-    out = []
-    for _ in range(n):
-        pair = synth.make_web_pair(rng, photos, cfg)
-        out.append((synth.decode(pair.forged_bytes), pair.mask.astype(np.float32)))
-    return out
+    """``n`` :func:`handcrafted_sample` drawn in turn from one ``rng`` (held in memory)."""
+    return [handcrafted_sample(rng, photos, base_side) for _ in range(n)]
 
 
 def authentic_samples(photos: Sequence, n: int, rng: np.random.Generator, base_side=(320, 512)) -> list[tuple[np.ndarray, np.ndarray]]:
-    out = []
-    for _ in range(n):
-        base, _ = synth.random_base(photos[int(rng.integers(len(photos)))].rgb, rng, tuple(base_side))
-        if rng.random() < 0.7:  # authentic images on the web are JPEGs too
-            base = synth.decode(synth.encode(base, "jpeg", int(rng.integers(70, 96))))
-        out.append((base, np.zeros(base.shape[:2], np.float32)))
-    return out
+    """``n`` :func:`authentic_sample` drawn in turn from one ``rng`` (held in memory)."""
+    return [authentic_sample(rng, photos, base_side) for _ in range(n)]
