@@ -331,6 +331,19 @@ def _train_webiml(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_annotators(args: argparse.Namespace) -> int:
+    from . import io
+    from .train_annotators import train_annotators
+
+    section = _params_section(args, "train_annotators")
+    seed = section.pop("seed")
+    metrics = train_annotators(section, args.out, args.plots or args.out, seed=seed, progress=not args.quiet)
+    if metrics:  # rank 0 (the others return nothing)
+        io.write_json(Path(args.out) / "metrics.json", metrics)
+        print(json.dumps({k: {m: v for m, v in metrics[k].items() if not isinstance(v, dict)} for k in ("classifier", "dass", "corr")}, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .io import INDEX_PATHS
 
@@ -463,6 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
     tw.add_argument("--quiet", action="store_true")
     _add_params(tw, "train_webiml")
     tw.set_defaults(func=_train_webiml)
+
+    ta = sub.add_parser("train-annotators", help="train the CAAAv2 annotators and the unified baseline (single process, or under torchrun for DDP)")
+    ta.add_argument("--out", required=True, help="folder of the checkpoints (classifier.pt, dass.pt, corr.pt, unified.pt) and metrics.json")
+    ta.add_argument("--plots", help="folder of the training curves (default: OUT)")
+    ta.add_argument("--quiet", action="store_true")
+    _add_params(ta, "train_annotators")
+    ta.set_defaults(func=_train_annotators)
     return p
 
 

@@ -10,6 +10,7 @@ EfficientNet-Lite encoders used here (``benchmarks/bench_train.py``), and the la
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 import os
 
 import torch
@@ -71,3 +72,13 @@ def autocast(device: torch.device, precision: str = "fp32"):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def batch_to(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """A collated batch (tensor, or tuple/list/dict of them) on ``device``; uint8 images become floats in [0, 1] there."""
+    if isinstance(batch, dict):
+        return {k: batch_to(v, device, channels_last) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(batch_to(v, device, channels_last) for v in batch)
+    x = to(batch, device, channels_last)
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x

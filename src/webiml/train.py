@@ -1,16 +1,20 @@
-"""The training loop shared by the Web-IML models and the BoxPromptIML students.
+"""The training engine of all six trainers: the CAAAv2 annotators (``webiml.train_annotators``), the
+Web-IML variants and the BoxPromptIML students.
 
-A model here is any ``nn.Module`` whose ``forward(x)`` takes RGB floats in [0, 1] ``(B,3,H,W)`` and
-returns a dict with ``"logits"``, and whose ``loss(out, target)`` returns ``(total, {name: float})``.
-Training draws samples from a :class:`Mixture` (named sources with repeat factors), takes random
-square crops with flips, and optimises with AdamW under a linear warm-up then poly schedule.
+A Web-IML model or student is an ``nn.Module`` whose ``forward(x)`` takes RGB floats in [0, 1]
+``(B,3,H,W)`` and returns a dict with ``"logits"``, and whose ``loss(out, target)`` returns ``(total,
+{name: float})``; it trains on a :class:`Mixture` (named sources with repeat factors) in random
+square crops with flips. Any other model brings a dataset of samples and a ``step_fn`` for its loss.
+AdamW under a linear warm-up then poly schedule.
 
-Single process or ``torchrun`` (DDP: gloo on CPU, NCCL with one device per local rank on CUDA):
-every rank draws the same global batch from the same seeded generator and trains on its own slice
-of it, so the data a run sees does not depend on the number of processes. ``last.pt`` (model,
-optimiser, scaler, step, generator state, history) is written every ``checkpoint_every`` steps and a
-rerun resumes from it, also on another device. ``device`` and ``precision`` (autocast; a gradient
-scaler for fp16) are :mod:`webiml.device` settings; a non-finite loss skips its step, and
+Batches stream through a ``torch.utils.data.DataLoader`` (``num_workers``, ``pin_memory``,
+``prefetch_factor``); sample ``k`` of a run (step ``k // batch_size``) is a pure function of
+``(seed, k)``. Single process or ``torchrun`` (DDP: gloo on CPU, NCCL with one device per local
+rank on CUDA): rank r of w takes its slice of every global batch, so what a run sees does not depend
+on the number of workers or processes, and a resumed run simply starts at its step. ``last.pt``
+(model, optimiser, scaler, step, history) is written every ``checkpoint_every`` steps and a rerun
+resumes from it, also on another device. ``device`` and ``precision`` (autocast; a gradient scaler
+for fp16) are :mod:`webiml.device` settings; a non-finite loss skips its step on every rank, and
 ``max_skipped`` of them in a row stop the run with the last good state on disk.
 """
 
@@ -32,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from . import io
-from .device import autocast, check_precision, place, resolve, to
+from .device import autocast, batch_to, check_precision, place, resolve
 from .models.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -55,13 +59,18 @@ class TrainConfig:
     channels_last: bool = True
     grad_clip: float = 0.0  # max gradient norm; 0: off
     max_skipped: int = 10  # non-finite losses in a row before the run stops (each such step is skipped)
+    num_workers: int = 0  # DataLoader worker processes (0: samples are made in the training process)
+    pin_memory: bool = True  # page-locked batches (CUDA only)
+    prefetch_factor: int = 2  # batches each worker prepares ahead
+    freeze_bn: bool = False  # BatchNorm layers keep their statistics (eval mode) while the weights train
+    sync_bn: bool = True  # under DDP on CUDA, BatchNorm statistics over the global batch (SyncBatchNorm)
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
 
 
 #: settings a run may change when it resumes (where it runs, not what it computes)
-RESUMABLE_CHANGES = frozenset({"device", "threads", "checkpoint_every"})
+RESUMABLE_CHANGES = frozenset({"device", "threads", "checkpoint_every", "num_workers", "pin_memory", "prefetch_factor"})
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -129,16 +138,78 @@ def random_crop(rgb: np.ndarray, target: np.ndarray, size: int, rng: np.random.G
     return rgb, target
 
 
-def make_batch(mixture: Mixture, picks: Sequence[tuple[str, int]], size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for pick in picks:
-        rgb, target = mixture.get(pick)
-        rgb, target = random_crop(rgb, target.astype(np.float32), size, rng)
-        xs.append(np.ascontiguousarray(rgb))
-        ys.append(np.ascontiguousarray(target))
-    x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div_(255.0)
-    y = torch.from_numpy(np.stack(ys)).unsqueeze(1).float()
-    return x, y
+class MixtureDataset(torch.utils.data.Dataset):
+    """Sample ``k`` of a training run: ``(rgb uint8 3xSxS, target float32 1xSxS)``, drawn from the
+    mixture and cropped with ``default_rng([seed, k])`` (so it depends on nothing else)."""
+
+    def __init__(self, mixture: Mixture, size: int, seed: int):
+        self.mixture, self.size, self.seed = mixture, int(size), int(seed)
+
+    def __len__(self) -> int:  # samples are indexed by their number in the run, without an end
+        return 2**62
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(k)])
+        rgb, target = self.mixture.get(self.mixture.draw(rng, 1)[0])
+        rgb, target = random_crop(rgb, target.astype(np.float32, copy=False), self.size, rng)
+        return (torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1),
+                torch.from_numpy(np.ascontiguousarray(target))[None])
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """The sample numbers of this rank's slice of each global batch, from ``start`` to ``steps``."""
+
+    def __init__(self, start: int, steps: int, batch_size: int, rank: int = 0, world: int = 1):
+        self.start, self.steps, self.batch_size, self.rank, self.per_rank = start, steps, batch_size, rank, batch_size // world
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            first = step * self.batch_size + self.rank * self.per_rank
+            yield list(range(first, first + self.per_rank))
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # the training process owns the cores' BLAS threads
+
+
+def data_loader(data: Mixture | torch.utils.data.Dataset, cfg: TrainConfig, start: int = 0, rank: int = 0, world: int = 1,
+                device: torch.device | None = None) -> torch.utils.data.DataLoader:
+    """This rank's batches of steps ``start..cfg.steps``: of a :class:`Mixture` (as
+    :class:`MixtureDataset` with ``cfg.size`` and ``cfg.seed``: ``(x uint8 Bx3xSxS, y float32
+    Bx1xSxS)``), or of a dataset whose item ``k`` is sample ``k`` of the run (collated)."""
+    workers = cfg.num_workers
+    dataset = MixtureDataset(data, cfg.size, cfg.seed) if isinstance(data, Mixture) else data
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=StepBatches(start, cfg.steps, cfg.batch_size, rank, world),
+        num_workers=workers, pin_memory=cfg.pin_memory and device is not None and device.type == "cuda",
+        prefetch_factor=cfg.prefetch_factor if workers else None, worker_init_fn=_worker_init if workers else None,
+        persistent_workers=False)
+
+
+def mixture_step(target_fn: Callable | None = None, loss_fn: Callable | None = None) -> Callable:
+    """The step of a model trained on a :class:`Mixture`: ``model.loss(net(x), y)``.
+
+    ``target_fn(x, y)`` may transform targets per batch (e.g. binarise teacher masks);
+    ``loss_fn(model, out, y)`` replaces ``model.loss(out, y)`` (e.g. image-level supervision)."""
+
+    def step(net: nn.Module, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
+        x, y = batch
+        if target_fn is not None:
+            y = target_fn(x, y)
+        out = net(x)
+        return loss_fn(model, out, y) if loss_fn is not None else model.loss(out, y)
+
+    return step
+
+
+def make_batch(mixture: Mixture, ks: Sequence[int], size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``ks`` of a run as float batches ``(x in [0, 1], y)``, without a DataLoader."""
+    ds = MixtureDataset(mixture, size, seed)
+    xs, ys = zip(*(ds[k] for k in ks))
+    return torch.stack(xs).float().div_(255.0), torch.stack(ys)
 
 
 # ------------------------------------------------------------------------ distributed
@@ -167,6 +238,17 @@ def init_distributed(device: torch.device | None = None) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
+def finite_everywhere(finite: bool, dist: Dist, device: torch.device) -> bool:
+    """Whether the loss is finite on every rank (all ranks must skip a step together, or DDP hangs)."""
+    if dist.world == 1:
+        return finite
+    import torch.distributed
+
+    flag = torch.tensor([1.0 if finite else 0.0], device=device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 # ---------------------------------------------------------------------------- training
 
 
@@ -189,24 +271,33 @@ def write_history(path: str | Path, history: list[dict]) -> None:
         w.writerows(history)
 
 
+def _freeze_bn(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 def fit(
     model: nn.Module,
-    mixture: Mixture,
+    data: Mixture | torch.utils.data.Dataset,
     cfg: TrainConfig,
     out: str | Path,
     model_config: Any,
     extra: dict | None = None,
     target_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     loss_fn: Callable[[nn.Module, dict, torch.Tensor], tuple[torch.Tensor, dict]] | None = None,
+    step_fn: Callable[[nn.Module, nn.Module, Any], tuple[torch.Tensor, dict]] | None = None,
     progress: bool = True,
     log_every: int = 5,
     stop_after: int | None = None,
 ) -> dict:
-    """Train ``model`` on ``mixture``; write ``out/model.pt`` (checkpoint with ``model_config``) and
+    """Train ``model`` on ``data``; write ``out/model.pt`` (checkpoint with ``model_config``) and
     ``out/history.csv``; return a summary. Resumes from ``out/last.pt`` when it exists.
 
-    ``target_fn(x, y)`` may transform targets per batch (e.g. binarise teacher masks);
-    ``loss_fn(model, out, y)`` replaces ``model.loss(out, y)`` (e.g. image-level supervision).
+    ``data`` is a :class:`Mixture` (the step is :func:`mixture_step` with ``target_fn`` and
+    ``loss_fn``) or a dataset whose item ``k`` is sample ``k`` of the run, a pure function of
+    ``k``; then ``step_fn(net, model, batch) -> (loss, {name: float})`` computes the loss of a
+    batch on the device, calling ``net`` (the DDP wrapper, or ``model``) for the forward pass.
     ``stop_after`` ends the run early after that many steps *of this call* (to test resumption).
     """
     from tqdm import tqdm
@@ -218,14 +309,18 @@ def fit(
     out.mkdir(parents=True, exist_ok=True)
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {dist.world} processes")
-    per_rank = cfg.batch_size // dist.world
 
+    if step_fn is None:
+        if not isinstance(data, Mixture):
+            raise TypeError("training on a dataset needs its step_fn")
+        step_fn = mixture_step(target_fn, loss_fn)
+    if dist.world > 1 and cfg.sync_bn and device.type == "cuda" and not cfg.freeze_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     place(model, device, cfg.channels_last)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-    rng = np.random.default_rng(cfg.seed)
-    step, history, seconds, skipped = 0, [], 0.0, 0
+    step, history, seconds, data_seconds, skipped = 0, [], 0.0, 0.0, 0
     state_file = _state_path(out)
     if state_file.is_file():
         state = torch.load(state_file, map_location=device, weights_only=False)
@@ -235,8 +330,8 @@ def fit(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state.get("scaler", {}))
-        rng.bit_generator.state = state["rng"]
         step, history, seconds, skipped = state["step"], state["history"], state["seconds"], state.get("skipped", 0)
+        data_seconds = state.get("data_seconds", 0.0)
         if dist.main:
             log.info("resuming %s at step %d", out, step)
 
@@ -244,22 +339,21 @@ def fit(
     if dist.world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
+    if cfg.freeze_bn:
+        _freeze_bn(model)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", disable=not (progress and dist.main), unit="step")
-    done_here, bad_in_a_row = 0, 0
-    while step < cfg.steps and (stop_after is None or done_here < stop_after):
+    bad_in_a_row = 0
+    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    batches = iter(data_loader(data, cfg, step, dist.rank, dist.world, device))
+    while step < end:
         t0 = time.perf_counter()
-        picks = mixture.draw(rng, cfg.batch_size)
-        x, y = make_batch(mixture, picks, cfg.size, rng)
-        x, y = x[dist.rank * per_rank : (dist.rank + 1) * per_rank], y[dist.rank * per_rank : (dist.rank + 1) * per_rank]
-        x, y = to(x, device, cfg.channels_last), to(y, device, cfg.channels_last)
-        if target_fn is not None:
-            y = target_fn(x, y)
+        batch = batch_to(next(batches), device, cfg.channels_last)
+        data_seconds += time.perf_counter() - t0
         with autocast(device, cfg.precision):
-            outputs = net(x)
-            loss, parts = loss_fn(model, outputs, y) if loss_fn is not None else model.loss(outputs, y)
+            loss, parts = step_fn(net, model, batch)
         opt.zero_grad(set_to_none=True)
         loss_value = loss.item()
-        if math.isfinite(loss_value):
+        if finite_everywhere(math.isfinite(loss_value), dist, device):
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
                 scaler.unscale_(opt)
@@ -267,7 +361,7 @@ def fit(
             scaler.step(opt)
             scaler.update()
             bad_in_a_row = 0
-        else:  # the guard: no update from this batch; the schedule and the data move on
+        else:  # the guard: no update from this batch (on any rank); the schedule and the data move on
             skipped += 1
             bad_in_a_row += 1
             log.warning("%s: loss is %s at step %d; step skipped", out.name, loss_value, step + 1)
@@ -276,7 +370,6 @@ def fit(
                                          f"{state_file} holds the last good state")
         sched.step()
         step += 1
-        done_here += 1
         seconds += time.perf_counter() - t0
         if step % log_every == 0 or step == cfg.steps:
             row = {"step": step, "loss": round(loss_value, 5), "lr": round(sched.get_last_lr()[0], 8)}
@@ -287,8 +380,8 @@ def fit(
         if dist.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps) and bad_in_a_row == 0:
             with io.atomic_path(state_file) as tmp:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                            "scaler": scaler.state_dict(), "rng": rng.bit_generator.state, "step": step,
-                            "history": history, "seconds": seconds, "skipped": skipped,
+                            "scaler": scaler.state_dict(), "step": step, "history": history,
+                            "seconds": seconds, "data_seconds": data_seconds, "skipped": skipped,
                             "config": dataclasses.asdict(cfg)}, tmp)
     bar.close()
     model.to(memory_format=torch.contiguous_format).eval()
@@ -297,11 +390,12 @@ def fit(
         "finished": step >= cfg.steps,
         "seconds": round(seconds, 2),
         "images_per_second": round(step * cfg.batch_size / seconds, 3) if seconds else None,
+        "data_share": round(data_seconds / seconds, 4) if seconds else None,  # of step time spent waiting for batches
         "processes": dist.world,
         "device": str(device),
         "skipped_steps": skipped,
         "final_loss": history[-1]["loss"] if history else None,
-        "mixture": mixture.describe(),
+        **({"mixture": data.describe()} if isinstance(data, Mixture) else {}),
         "train": dataclasses.asdict(cfg),
     }
     if dist.main and step >= cfg.steps:

@@ -69,7 +69,6 @@ def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = Tr
     """
     from tqdm import tqdm
 
-
     d = from_dict(BoxPromptDataConfig, params.get("data"), "train_boxprompt.data")
     bcfg = from_dict(SimulatedBoxes, params.get("boxes"), "train_boxprompt.boxes")
     rng = np.random.default_rng(data_seed)
@@ -77,7 +76,8 @@ def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = Tr
     samples = handcrafted_samples(photos, d.handcrafted, rng, d.base_side)
     samples += authentic_samples(photos, d.authentic, rng, d.base_side)
     kind = params.get("teacher", "grabcut")
-    kw = {"checkpoint": params.get("sam_checkpoint"), "model_type": params.get("sam_model_type", "vit_b")} if kind == "sam" else {}
+    kw = {"checkpoint": params.get("sam_checkpoint"), "model_type": params.get("sam_model_type", "vit_b"),
+          "device": (params.get("train") or {}).get("device", "auto")} if kind == "sam" else {}  # SAM runs where the students train
     teacher = make_teacher(kind, **kw)
     images, truth, all_boxes = [], [], []
     targets: dict[str, list] = {"teacher": [], "truth": [], "box": [], "image": []}

@@ -20,7 +20,7 @@ from ..device import model_device, place, resolve, to
 from ..models.checkpoint import load_checkpoint
 from .annotate import ALIGNED_STATUSES, AnnotationResult, PairInputs, iter_jsonl
 from .models import to_tensor
-from .train import native_scale, registered_view
+from .views import native_scale, registered_view
 
 MODEL_FILES = {"classifier": "classifier.pt", "dass": "dass.pt", "corr": "corr.pt", "unified": "unified.pt"}
 DEFAULT_MODELS_DIR = Path("models/annotators")
@@ -52,7 +52,7 @@ def _load(models_dir: str | Path, name: str, device: torch.device) -> torch.nn.M
 
 @torch.no_grad()
 def dass_native(model, forged: np.ndarray, authentic_view: np.ndarray, tta: bool = True) -> np.ndarray:
-    """Run a DASS-type model at the scale it was trained at (:func:`~webiml.caaa.train.native_scale`,
+    """Run a DASS-type model at the scale it was trained at (:func:`~webiml.caaa.views.native_scale`,
     padded to a multiple of 32); return the probability at the forged image's size."""
     h, w = forged.shape[:2]
     s = native_scale(h, w, model.cfg.max_side, model.cfg.min_side)

@@ -40,6 +40,7 @@ class ClassifierConfig:
     encoder: str = DEFAULT_ENCODER
     weights: str = "offline"
     size: int = 128
+    dropout: float = 0.1  # before the heads
 
 
 class PairClassifier(nn.Module):
@@ -54,7 +55,7 @@ class PairClassifier(nn.Module):
         self.encoder = create_encoder(cfg.encoder, cfg.weights, in_chans=6)
         self.mean, self.std = encoder_stats(self.encoder)
         c = feature_channels(self.encoder)[-1]
-        self.trunk = nn.Sequential(nn.Linear(2 * c, 256), nn.ReLU(inplace=True), nn.Dropout(0.1))
+        self.trunk = nn.Sequential(nn.Linear(2 * c, 256), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout))
         self.category = nn.Linear(256, 2)
         self.aligned = nn.Linear(256, 2)
         self.box = nn.Linear(256, 8)
@@ -67,12 +68,13 @@ class PairClassifier(nn.Module):
 
 
 def classifier_loss(out: dict, category: torch.Tensor, aligned: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """CE(category) + CE(aligned) + SmoothL1(box), the box term on SPG pairs only."""
+    """CE(category) + CE(aligned) + SmoothL1(box), the box term on SPG pairs only (zero for the
+    others, averaged over the batch: a per-sample loss, so a batch split across DDP ranks computes
+    what the whole batch does, and the box head is in every step's graph)."""
     loss = F.cross_entropy(out["category"], category) + F.cross_entropy(out["aligned"], aligned)
-    spg = category == 0
-    if spg.any():
-        loss = loss + F.smooth_l1_loss(out["box"][spg], box[spg], beta=0.05)
-    return loss
+    spg = (category == 0).to(out["box"].dtype)
+    box_loss = F.smooth_l1_loss(out["box"], box.to(out["box"].dtype), beta=0.05, reduction="none").mean(1)
+    return loss + (box_loss * spg).mean()
 
 
 # -------------------------------------------------------------------------------------- DASS
@@ -84,7 +86,7 @@ class DASSConfig:
     weights: str = "offline"
     size: int = 256  # training crop
     max_side: int = 768  # inference runs at the image's own scale, long side capped at this
-    min_side: int = 0  # ... and smaller images upsampled to this long side (caaa.train.native_scale)
+    min_side: int = 0  # ... and smaller images upsampled to this long side (caaa.views.native_scale)
     width: int = 64
 
 

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from .. import boxes as B
+from ..device import resolve
 from ..evaluate.metrics import mean_scores, pixel_scores
 
 Teacher = Callable[[np.ndarray, list[B.Box]], np.ndarray]
@@ -107,7 +108,7 @@ class SamTeacher:
 
     name = "sam"
 
-    def __init__(self, checkpoint: str | Path | None, model_type: str = "vit_b", device: str = "cpu"):
+    def __init__(self, checkpoint: str | Path | None, model_type: str = "vit_b", device: str = "auto"):
         if model_type not in SAM_MODEL_TYPES:
             raise ValueError(f"unknown SAM model_type {model_type!r}; use one of {', '.join(SAM_MODEL_TYPES)}")
         if checkpoint is None or not Path(checkpoint).is_file():
@@ -119,7 +120,7 @@ class SamTeacher:
         from segment_anything import SamPredictor, sam_model_registry
 
         sam = sam_model_registry[model_type](checkpoint=str(checkpoint))
-        self.predictor = SamPredictor(sam.to(device).eval())
+        self.predictor = SamPredictor(sam.to(resolve(device)).eval())
         self.checkpoint, self.model_type = Path(checkpoint), model_type
 
     def __call__(self, rgb: np.ndarray, boxes: Iterable[Sequence[float]]) -> np.ndarray:
