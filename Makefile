@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 REMOTE ?=
 DVC_REMOTE = $(if $(REMOTE),dvc remote add --local -f override '$(REMOTE)' && dvc $(1) -r override,dvc $(1))
 
-.PHONY: env repro smoke paper ablations students claims push pull test unit lab bench gpu-check clean-runs
+.PHONY: env repro smoke paper paper-smoke ablations students claims push pull test unit lab bench gpu-check clean-runs
 
 env: $(STAMP)
 
@@ -34,6 +34,10 @@ smoke: env            ## the whole DAG at smoke size, in runs/smoke
 paper: env            ## the whole DAG at paper size (GPUs), in runs/paper
 	python -m webiml.stage workspace paper runs/paper
 	cd runs/paper && dvc repro
+
+paper-smoke: env      ## the paper's shapes through the whole DAG with a few steps (part of make test), in runs/paper-smoke
+	python -m webiml.stage workspace paper-smoke runs/paper-smoke
+	cd runs/paper-smoke && dvc repro
 
 ablations: env        ## every Web-IML variant x 2 seeds and BoxPromptIML student x 3 seeds at mini size, in runs/ablations
 	python -m webiml.stage workspace ablations runs/ablations
@@ -67,6 +71,7 @@ bench: env            ## speed and memory benchmarks (numbers for the README)
 	python benchmarks/bench_webiml_infer.py
 	python benchmarks/bench_boxprompt.py
 	python benchmarks/bench_train.py
+	python benchmarks/bench_data.py
 
 # No env: a GPU machine may lack DVC and Papermill; it needs torch, timm, OpenCV, scikit-image,
 # segment-anything and the offline-weights wheel (docs/gpu.md)

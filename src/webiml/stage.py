@@ -199,21 +199,37 @@ def _files_to_copy(repo: Path) -> list[Path]:
     return files
 
 
+def size_params(size: str, repo: str | os.PathLike = ".") -> dict:
+    """``params.yaml`` overlaid by ``params/<size>.yaml``, itself first overlaid on the size its
+    ``base:`` names (e.g. paper-smoke on paper): sizes chain."""
+    repo = Path(repo).resolve()
+    chain: list[str] = []
+    while size != "mini":
+        if size in chain:
+            raise ValueError(f"circular size overlays: {' -> '.join([*chain, size])}")
+        chain.append(size)
+        over_file = repo / "params" / f"{size}.yaml"
+        if not over_file.exists():
+            raise FileNotFoundError(f"no size {size!r}: {over_file} missing")
+        size = (load_params(over_file) or {}).get("base", "mini")
+    params = load_params(repo / "params.yaml")
+    for name in reversed(chain):
+        over = dict(load_params(repo / "params" / f"{name}.yaml") or {})
+        over.pop("base", None)
+        params = overlay(params, over)
+    return params
+
+
 def make_workspace(size: str, dest: str | os.PathLike, repo: str | os.PathLike = ".") -> Path:
-    """Write ``dest`` with the pipeline files and ``params.yaml`` overlaid by ``params/<size>.yaml``."""
+    """Write ``dest`` with the pipeline files and the size's params (:func:`size_params`)."""
     repo, dest = Path(repo).resolve(), Path(dest).resolve()
-    over_file = repo / "params" / f"{size}.yaml"
-    if size != "mini" and not over_file.exists():
-        raise FileNotFoundError(f"no size {size!r}: {over_file} missing")
+    params = size_params(size, repo)
     dest.mkdir(parents=True, exist_ok=True)
     for f in _files_to_copy(repo):
         target = dest / f
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists() or target.read_bytes() != (repo / f).read_bytes():
             shutil.copyfile(repo / f, target)
-    params = load_params(repo / "params.yaml")
-    if size != "mini":
-        params = overlay(params, load_params(over_file))
     # params stay byte-identical to the repository's where the size does not change them, so DVC's
     # run cache restores matching stages; run_stage rebases data paths through the marker.
     (dest / REPO_MARKER).write_text(os.path.relpath(repo, dest) + "\n")
