@@ -28,7 +28,10 @@ from webiml import io
 from webiml.caaa.annotate import load_pair
 from webiml.caaa.annotator import _spg_view, dass_native
 from webiml.caaa.models import DASS
-from webiml.caaa.train import PoolConfig, TrainConfig, _sub, dass_config, dass_step, fit, make_pool
+from webiml.caaa.pool import PairStream, PoolConfig, make_pool
+from webiml.train import fit
+from webiml.train_annotators import dass_config, dass_step, parse_params
+from webiml.config import from_dict
 from webiml.collect import candidates_from, collect, config_from_params
 from webiml.evaluate.metrics import pixel_scores
 from webiml.photos import load_photos
@@ -48,14 +51,16 @@ def make_corpus(params: dict, out: Path, plain: bool) -> Path:
 def train_dass(params: dict, plain: bool, seed: int, pool_seed: int | None = None, **pool_overrides) -> tuple[DASS, float]:
     """DASS as train_annotators trains it; ``pool_overrides`` change the pool recipe (PoolConfig)."""
     ta = params["train_annotators"]
-    pcfg = _sub(PoolConfig, {**ta["pool"], **(PLAIN if plain else {}), **pool_overrides})
+    pcfg = from_dict(PoolConfig, {**ta["pool"], **(PLAIN if plain else {}), **pool_overrides}, "train_annotators.pool")
     t0 = time.perf_counter()
     pool = make_pool(load_photos(pcfg.photo_split), pcfg, seed if pool_seed is None else pool_seed, progress=False)
     n_val = max(8, int(len(pool) * float(ta.get("val_fraction", 0.15))))
     tr = np.arange(len(pool))[:-n_val]
     torch.manual_seed(seed)
     model = DASS(dass_config(pcfg, encoder=ta["encoder"], weights=ta["weights"]))
-    fit(model, dass_step, pool, tr[pool.category[tr] == 0], _sub(TrainConfig, ta["dass"]), seed, "dass", progress=False, native=True)
+    with tempfile.TemporaryDirectory() as run:
+        fit(model, PairStream(pool, tr[pool.category[tr] == 0], seed, native=True), parse_params(ta, seed)[1]["dass"], run, model.cfg,
+            step_fn=dass_step, progress=False)
     return model, time.perf_counter() - t0
 
 

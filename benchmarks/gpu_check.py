@@ -1,10 +1,11 @@
 """GPU check: every trainer and every device inference path at paper shapes, through the package's own
 functions, a few hundred steps each; writes images/s, peak GPU memory and the share of step time
-spent building batches (the GPU waits for it: the loops are synchronous) to a JSON file.
+spent waiting for batches to a JSON file (the CAAAv2 loop builds them in the training process; the
+engine's DataLoader prefetches them in worker processes).
 
-Trainers: the pair classifier, DASS, Corr-DINO-lite and the unified baseline (``webiml.caaa.train.fit``
-on a pool at the paper's 768-1280 px with 384² crops), Web-IML (width 128, 512² crops, batch 16) and
-the BoxPromptIML student (512², batch 16) through ``webiml.train.fit``. Inference: DASS at native
+Trainers, all through ``webiml.train.fit`` and its DataLoader (``--workers``): the pair classifier,
+DASS, Corr-DINO-lite and the unified baseline (a pool at the paper's 768-1280 px with 384² crops),
+Web-IML (width 128, 512² crops, batch 16) and the BoxPromptIML student (512², batch 16). Inference: DASS at native
 scale with flip TTA, Corr-DINO-lite and the classifier on batches, Web-IML and the student on 1024²
 images (``webiml.infer.predict_prob``), and the SAM vit_b teacher with RANDOM weights (latency only).
 Models are freshly initialised: the numbers are speed and memory, never accuracy.
@@ -21,7 +22,6 @@ Usage: python benchmarks/gpu_check.py [--out FILE] [--device auto] [--precision 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import sys
@@ -32,36 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import webiml.caaa.train as caaa_train
+import webiml.train_annotators as annotators
 import webiml.train as engine
+from webiml.caaa.pool import PairStream, PoolConfig, make_pool
 from webiml.device import resolve
 
 DEFAULT_OUT = "reports/metrics/gpu_check.json"
 TRAINERS = ("classifier", "dass", "corr", "unified", "webiml", "boxprompt")
-
-
-class Timer:
-    """Wraps a batch-building function and adds up the seconds spent in it."""
-
-    def __init__(self, fn):
-        self.fn, self.seconds = fn, 0.0
-
-    def __call__(self, *a, **kw):
-        t0 = time.perf_counter()
-        try:
-            return self.fn(*a, **kw)
-        finally:
-            self.seconds += time.perf_counter() - t0
-
-
-@contextlib.contextmanager
-def timed(module, name: str):
-    timer = Timer(getattr(module, name))
-    setattr(module, name, timer)
-    try:
-        yield timer
-    finally:
-        setattr(module, name, timer.fn)
 
 
 def _sync(device: torch.device) -> None:
@@ -102,42 +79,42 @@ SIZES = {
 }
 
 
-def check_caaa(pool, device, precision: str, steps: int, shp: dict, channels_last: bool) -> tuple[dict, dict]:
-    """The four CAAAv2 trainers; returns (rows, trained models)."""
+def check_caaa(pool, device, precision: str, steps: int, shp: dict, out: Path, channels_last: bool, workers: int = 0) -> tuple[dict, dict]:
+    """The four CAAAv2 trainers through the shared engine; returns (rows, trained models)."""
     from webiml.caaa.models import DASS, ClassifierConfig, CorrConfig, CorrDINO, PairClassifier
 
-    pcfg = caaa_train.PoolConfig(**shp["pool"])
+    pcfg = PoolConfig(**shp["pool"])
     cat = pool.category
     idx = np.arange(len(pool))
     size, cbatch = shp["classifier"]
     jobs = {
         "classifier": (lambda: PairClassifier(ClassifierConfig(size=size, weights="none")), None, idx, cbatch, False),
-        "dass": (lambda: DASS(caaa_train.dass_config(pcfg, weights="none")), caaa_train.dass_step, idx[cat == 0], shp["caaa_batch"], True),
-        "corr": (lambda: CorrDINO(CorrConfig(size=pcfg.size, weights="none")), caaa_train.corr_step(1024.0), idx[cat == 1], shp["caaa_batch"], False),
-        "unified": (lambda: DASS(caaa_train.dass_config(pcfg, weights="none")), caaa_train.dass_step, idx, shp["caaa_batch"], True),
+        "dass": (lambda: DASS(annotators.dass_config(pcfg, weights="none")), annotators.dass_step, idx[cat == 0], shp["caaa_batch"], True),
+        "corr": (lambda: CorrDINO(CorrConfig(size=pcfg.size, weights="none")), annotators.corr_step(1024.0), idx[cat == 1], shp["caaa_batch"], False),
+        "unified": (lambda: DASS(annotators.dass_config(pcfg, weights="none")), annotators.dass_step, idx, shp["caaa_batch"], True),
     }
     rows, models = {}, {}
     for name, (build, step, indices, batch, native) in jobs.items():
         torch.manual_seed(0)
         model = build()
         if name == "classifier":
-            step = caaa_train.classifier_step(model.cfg.size)
-        cfg = caaa_train.TrainConfig(steps=steps, batch_size=batch, warmup=min(20, steps), device=str(device), precision=precision,
-                                     channels_last=channels_last and name != "corr")
+            step = annotators.classifier_step(model.cfg.size)
+        cfg = engine.TrainConfig(steps=steps, batch_size=batch, warmup=min(20, steps), threads=torch.get_num_threads(), checkpoint_every=10**9,
+                                 device=str(device), precision=precision, channels_last=channels_last and name != "corr",
+                                 num_workers=workers)
         _reset_peak(device)
-        with timed(caaa_train, "batch") as data:
-            t0 = time.perf_counter()
-            caaa_train.fit(model, step, pool, indices, cfg, seed=0, name=name, flip=name != "classifier", progress=False, native=native)
-            _sync(device)
-            seconds = time.perf_counter() - t0
-        rows[name] = _row(steps, batch, seconds, data.seconds, device, precision=precision)
+        summary = engine.fit(model, PairStream(pool, indices, 0, flip=name != "classifier", native=native), cfg, out / name, model.cfg,
+                             step_fn=step, progress=False)
+        _sync(device)
+        rows[name] = _row(steps, batch, summary["seconds"], summary["data_share"] * summary["seconds"], device,
+                          precision=precision, num_workers=workers)
         models[name] = model.eval()  # fit left it on the device
         print(f"{name}: {rows[name]}", flush=True)
     return rows, models
 
 
-def check_engine(device, precision: str, steps: int, shp: dict, out: Path, channels_last: bool) -> tuple[dict, dict]:
-    """Web-IML and the BoxPromptIML student through the shared engine."""
+def check_engine(device, precision: str, steps: int, shp: dict, out: Path, channels_last: bool, workers: int = 0) -> tuple[dict, dict]:
+    """Web-IML and the BoxPromptIML student through the shared engine (its DataLoader with ``workers``)."""
     from webiml.mixture import MixtureConfig, build_mixture
     from webiml.models.boxprompt import BoxPromptConfig, BoxPromptStudent
     from webiml.models.webiml import WebIML, WebIMLConfig
@@ -159,12 +136,12 @@ def check_engine(device, precision: str, steps: int, shp: dict, out: Path, chann
         model = build()
         cfg = engine.TrainConfig(steps=steps, batch_size=sh["batch"], size=sh["size"], warmup=min(20, steps), threads=torch.get_num_threads(),
                                  checkpoint_every=10**9, device=str(device), precision=precision,
-                                 channels_last=channels_last)
+                                 channels_last=channels_last, num_workers=workers)
         _reset_peak(device)
-        with timed(engine, "make_batch") as data:
-            summary = engine.fit(model, mix, cfg, out / name, model.cfg, progress=False)
-            _sync(device)
-        rows[name] = _row(steps, sh["batch"], summary["seconds"], data.seconds, device, precision=precision)
+        summary = engine.fit(model, mix, cfg, out / name, model.cfg, progress=False)
+        _sync(device)
+        rows[name] = _row(steps, sh["batch"], summary["seconds"], summary["data_share"] * summary["seconds"], device,
+                          precision=precision, num_workers=workers)
         models[name] = model.eval()
         print(f"{name}: {rows[name]}", flush=True)
     return rows, models
@@ -188,7 +165,7 @@ def check_inference(caaa: dict, trained: dict, pool, device, shp: dict, runs: in
     from webiml.infer import LoadedModel, predict_prob
 
     rows = {}
-    forged, registered, _ = pool.native[0]
+    forged, registered, _ = pool[0].native
     place(caaa["dass"], device)
     _reset_peak(device)
     rows["annotate: DASS native + TTA"] = {"ms_per_pair": _latency(lambda: dass_native(caaa["dass"], forged, registered, tta=True), device, runs),
@@ -197,8 +174,8 @@ def check_inference(caaa: dict, trained: dict, pool, device, shp: dict, runs: in
         m = place(caaa[name], device)
         s = m.cfg.size
         b = shp["caaa_batch"]
-        f = to(torch.stack([to_tensor(pool.forged[i % len(pool)], s) for i in range(b)]), device)
-        a = to(torch.stack([to_tensor(pool.authentic[i % len(pool)], s) for i in range(b)]), device)
+        f = to(torch.stack([to_tensor(pool[i % len(pool)].forged, s) for i in range(b)]), device)
+        a = to(torch.stack([to_tensor(pool[i % len(pool)].authentic, s) for i in range(b)]), device)
         _reset_peak(device)
         ms = _latency(lambda: m(f, a), device, runs)
         rows[f"annotate: {name} batch {b}"] = {"ms_per_pair": round(ms / b, 2), "peak_gpu_gb": _peak_gb(device)}
@@ -234,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=10, help="timed inference calls per path")
     ap.add_argument("--size", default="paper", choices=tuple(SIZES), help="shapes: paper, mini (the default run's) or quick (tests the script)")
     ap.add_argument("--nchw", action="store_true", help="train in the NCHW layout instead of channels-last (for comparison)")
+    ap.add_argument("--workers", type=int, default=None, help="DataLoader workers of Web-IML and the student (default: 8 at paper size, else 0)")
     args = ap.parse_args(argv)
     device = resolve(args.device)
     quick = args.size == "quick"
@@ -247,11 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     from webiml.photos import load_photos
 
     t0 = time.perf_counter()
-    pool = caaa_train.make_pool(load_photos("train"), caaa_train.PoolConfig(**shp["pool"]), seed=0, progress=False)
+    pool = make_pool(load_photos("train"), PoolConfig(**shp["pool"]), seed=0, progress=False)
     pool_seconds = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
-        caaa_rows, caaa_models = check_caaa(pool, device, args.precision, steps, shp, not args.nchw)
-        engine_rows, engine_models = check_engine(device, args.precision, steps, shp, Path(tmp), not args.nchw)
+        workers = args.workers if args.workers is not None else (8 if args.size == "paper" else 0)
+        caaa_rows, caaa_models = check_caaa(pool, device, args.precision, steps, shp, Path(tmp), not args.nchw, workers)
+        engine_rows, engine_models = check_engine(device, args.precision, steps, shp, Path(tmp), not args.nchw, workers)
     inference = check_inference(caaa_models, engine_models, pool, device, shp, runs)
     report = {
         "what": "speed and memory of freshly initialised models at paper shapes (never accuracy)",

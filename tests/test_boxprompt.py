@@ -146,3 +146,19 @@ def test_tiny_overfit():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_the_sam_teacher_runs_on_the_students_device(monkeypatch):
+    import webiml.train_boxprompt as TB
+
+    seen = {}
+
+    def fake_teacher(kind, **kw):
+        seen.update(kind=kind, **kw)
+        return lambda rgb, boxes: np.zeros(rgb.shape[:2], np.float32)
+
+    monkeypatch.setattr(TB, "make_teacher", fake_teacher)
+    params = {"teacher": "sam", "sam_checkpoint": "sam.pth", "data": {"handcrafted": 1, "authentic": 0, "base_side": [64, 96]},
+              "train": {"device": "cuda:1"}}
+    TB.prepare_boxprompt_data(params, progress=False)
+    assert seen == {"kind": "sam", "checkpoint": "sam.pth", "model_type": "vit_b", "device": "cuda:1"}

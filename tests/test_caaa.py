@@ -12,7 +12,11 @@ from webiml import io
 from webiml.caaa import models as M
 from webiml.caaa.annotate import PairInputs
 from webiml.caaa.annotator import CAAAnnotator
-from webiml.caaa.train import PoolConfig, TrainConfig, corners_in_forged, dass_step, fit, make_pool
+from webiml.caaa.pool import PairStream, PoolConfig, batch, make_pool
+from webiml.caaa.views import corners_in_forged, native_scale, native_view
+from webiml.device import batch_to
+from webiml.train import TrainConfig, fit
+from webiml.train_annotators import corr_step, dass_step
 from webiml.models.checkpoint import load_checkpoint, save_checkpoint
 from webiml.models.encoders import create_encoder, encoder_stats, feature_channels
 from webiml.photos import load_photo, load_photos
@@ -75,28 +79,27 @@ def test_model_shapes_and_checkpoint_round_trip(tmp_path):
     assert out["category"].shape == (2, 2) and out["box"].shape == (2, 8)
 
 
-def test_corr_prior_feature_cache_gives_the_same_loss():
+def test_corr_prior_feature_cache_gives_the_same_loss(tmp_path):
     """Corr-DINO-lite's training step keeps the frozen prior features of each (pair, flip): the loss
     equals the uncached forward's, and a cache of 0 MB keeps nothing but still trains."""
-    from webiml.caaa.train import batch, corr_step
-
     pool = make_pool(load_photos("train"), PoolConfig(n_pairs=8, size=64, sdg_fraction=1.0), seed=2, progress=False)
     torch.manual_seed(0)
     c = M.CorrDINO(M.CorrConfig(weights="none", size=64)).train()
-    b = batch(pool, np.array([0, 1, 1, 3]), np.random.default_rng(0))
+    b = batch_to(batch(pool, np.array([0, 1, 1, 3]), np.random.default_rng(0)), torch.device("cpu"))
     direct = M.segmentation_loss(c(b["forged"], b["authentic"]), b["mask"])
     step = corr_step(cache_mb=1024)
-    first, again = step(c, b), step(c, b)  # computed, then read from the cache
+    first, again = step(c, c, b)[0], step(c, c, b)[0]  # computed, then read from the cache
     assert torch.allclose(first, direct, atol=1e-5) and torch.allclose(again, direct, atol=1e-5)
     calls = []
     c.prior_features = lambda f, a, _pf=c.prior_features: calls.append(len(f)) or _pf(f, a)
-    step(c, b)
+    step(c, c, b)
     assert calls == []  # every (pair, flip) of the batch was cached
     none = corr_step(cache_mb=0)
-    none(c, b), none(c, b)
+    none(c, c, b), none(c, c, b)
     assert calls == [3, 3]  # three distinct (pair, flip) keys, computed every time
-    hist = fit(c, corr_step(), pool, np.arange(8), TrainConfig(steps=4, batch_size=4, channels_last=False), seed=0, progress=False)
-    assert len(hist) == 4 and all(np.isfinite(h["loss"]) for h in hist)
+    s = fit(c, PairStream(pool, np.arange(8), seed=0), TrainConfig(steps=4, batch_size=4, channels_last=False, threads=1),
+            tmp_path / "corr", c.cfg, step_fn=corr_step(), progress=False, log_every=1)
+    assert s["finished"] and np.isfinite(s["final_loss"])
 
 
 def test_corners_in_forged():
@@ -105,24 +108,36 @@ def test_corners_in_forged():
     assert np.allclose(corners_in_forged(half, (101, 51), (101, 51)), [0, 0, 0.5, 0, 0.5, 0.5, 0, 0.5])
 
 
-def test_pool_labels_and_a_training_step_lowers_the_loss():
+def test_pool_labels_and_a_training_step_lowers_the_loss(tmp_path):
     pool = make_pool(load_photos("train"), PoolConfig(n_pairs=12, size=64), seed=3, progress=False)
-    assert set(pool.category.tolist()) <= {0, 1} and pool.mask.shape == (12, 64, 64)
+    assert set(pool.category.tolist()) <= {0, 1} and pool[0].mask.shape == (64, 64)
+    assert [pool[i].category for i in range(12)] == pool.category.tolist()  # known before the pairs are made
     spg = np.flatnonzero(pool.category == 0)
-    assert len(spg) > 0 and (pool.box[spg] >= 0).all()
+    assert len(spg) > 0 and all((pool[i].box >= 0).all() for i in spg)
     torch.manual_seed(0)
     d = M.DASS(M.DASSConfig(weights="none", size=64))
-    hist = fit(d, dass_step, pool, spg, TrainConfig(steps=25, batch_size=4, lr=3e-3, warmup=2), seed=0, progress=False)
-    first, last = np.mean([h["loss"] for h in hist[:5]]), np.mean([h["loss"] for h in hist[-5:]])
+    fit(d, PairStream(pool, spg, seed=0), TrainConfig(steps=25, batch_size=4, lr=3e-3, warmup=2, threads=1), tmp_path / "dass", d.cfg,
+        step_fn=dass_step, progress=False, log_every=1)
+    hist = [float(r.split(",")[1]) for r in (tmp_path / "dass" / "history.csv").read_text().splitlines()[1:]]
+    first, last = np.mean(hist[:5]), np.mean(hist[-5:])
     assert np.isfinite(last) and last < first
 
 
-def test_native_crops_are_drawn_afresh_and_stay_aligned():
-    from webiml.caaa.train import batch, native_view
+def test_the_pool_makes_pairs_on_demand_within_its_memory_budget():
+    photos = load_photos("train")
+    kept = make_pool(photos, PoolConfig(n_pairs=10, size=64, crop=48, max_side=200), seed=4, progress=False)
+    small = make_pool(photos, PoolConfig(n_pairs=10, size=64, crop=48, max_side=200, cache_mb=0.2), seed=4, progress=False)
+    assert len(kept.cache) == 10 and small.cache.held <= 0.2 * 2**20 and len(small.cache) < 10
+    idx = np.array([9, 0, 3, 9])
+    b1, b2 = batch(kept, idx, np.random.default_rng(0), native=True), batch(small, idx, np.random.default_rng(0), native=True)
+    for k in b1:
+        assert torch.equal(b1[k], b2[k]), k  # remade pairs are the same pairs
 
+
+def test_native_crops_are_drawn_afresh_and_stay_aligned():
     pool = make_pool(load_photos("train"), PoolConfig(n_pairs=6, size=64, crop=48, max_side=200), seed=1, progress=False)
-    assert len(pool.native) == 6 and pool.crop == 48
-    for f, r, m in pool.native:
+    assert len(pool) == 6 and pool.crop == 48
+    for f, r, m in (pool[i].native for i in range(6)):
         assert f.shape == r.shape and m.shape == f.shape[:2] and max(f.shape[:2]) <= 200 and min(f.shape[:2]) >= 48
     rng = np.random.default_rng(0)
     b1, b2 = batch(pool, np.arange(6), rng, flip=False, native=True), batch(pool, np.arange(6), rng, flip=False, native=True)
@@ -137,8 +152,6 @@ def test_native_crops_are_drawn_afresh_and_stay_aligned():
 
 
 def test_native_scale_caps_large_and_raises_small_images():
-    from webiml.caaa.train import native_scale, native_view
-
     assert native_scale(300, 1536, 768) == 0.5 and native_scale(300, 600, 768) == 1.0
     assert native_scale(300, 600, 768, min_side=512) == 1.0  # already large enough
     assert native_scale(150, 256, 768, min_side=512) == 2.0

@@ -57,3 +57,21 @@ def test_every_command_that_has_settings_takes_params_and_set():
     for name, p in sub.choices.items():
         opts = {o for a in p._actions for o in a.option_strings}
         assert ({"--params", "--set"} <= opts) != (name in without), name
+
+
+@pytest.mark.slow
+def test_train_annotators_trains_all_four_from_the_params_file(tmp_path, capsys):
+    import json
+
+    from webiml.workspace import find_root
+
+    out = tmp_path / "annotators"
+    tiny = ["pool.n_pairs=20", "pool.size=64", "pool.base_side=[96,128]", "pool.max_side=128", "pool.min_side=96", "pool.crop=64",
+            "classifier.size=64", "classifier.steps=2", "dass.steps=2", "corr.steps=2", "unified.steps=2", "weights=none"]
+    assert main(["train-annotators", "--out", str(out), "--quiet", "--params", str(find_root() / "params.yaml"),
+                 *(a for kv in tiny for a in ("--set", kv))]) == 0
+    assert {p.name for p in out.iterdir()} == {"classifier.pt", "dass.pt", "corr.pt", "unified.pt", "metrics.json",
+                                               "train_classifier.csv", "train_dass.csv", "train_corr.csv", "train_unified.csv"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dass"]["steps"] == 2 and metrics["pool"]["n_train"] + metrics["pool"]["n_val"] == 20
+    assert "category_accuracy" in json.loads(capsys.readouterr().out)["classifier"]

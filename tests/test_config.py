@@ -27,7 +27,7 @@ def test_from_dict():
 
 
 def test_train_annotators_refuses_a_typo_before_any_work(monkeypatch, tmp_path):
-    from webiml.caaa import train as T
+    from webiml import train_annotators as T
 
     monkeypatch.setattr(T, "make_pool", lambda *a, **k: pytest.fail("the pool was built before the params were checked"))
     for section, d in (("dass", {"stpes": 700}), ("pool", {"n_pair": 10}), ("corr", {"cache_gb": 1})):
@@ -58,7 +58,7 @@ def test_dataclass_defaults_equal_params_yaml():
     import dataclasses
 
     from webiml.caaa.guard import GuardConfig
-    from webiml.caaa.train import PoolConfig
+    from webiml.caaa.pool import PoolConfig
     from webiml.collect import CollectConfig
     from webiml.mixture import MixtureConfig
     from webiml.models.boxprompt import BoxPromptConfig

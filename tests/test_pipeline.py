@@ -120,7 +120,7 @@ def test_overlay_and_stage_parameters():
                 assert k in ref, f"{f.name}: unknown key {where}{k}"
                 if isinstance(v, dict):
                     check(v, ref[k], f"{where}{k}.")
-        check(load_params(f), default, "")
+        check({k: v for k, v in load_params(f).items() if k != "base"}, default, "")  # base: the size it overlays
 
 
 def test_notebook_parameter_cells_hold_the_values_of_params_yaml():
@@ -177,7 +177,8 @@ def test_smoke_dag(smoke_workspace):
     assert len(index) == filt["dataset"]["kept"]
     assert {"caaa", "unified", "naive"} <= set(filt["quality"])
     noqes = json.loads((ws / "data/dataset_noqes/index.json").read_text())
-    assert len(noqes) == len(ann)  # without QES every readable annotation is kept
+    refused = json.loads((ws / "data/dataset_noqes/report.json").read_text())["refused_by_guard"]
+    assert len(noqes) == len(ann) - sum(refused.values())  # without QES every annotation the guard does not refuse is kept
     # Web-IML variants, the students and the benchmark
     for v in params_variants(ws):
         assert (ws / "models/webiml" / v / "seed0/model.pt").is_file()
@@ -328,3 +329,74 @@ def test_a_code_edit_reruns_only_the_stages_that_use_it(smoke_workspace, tmp_pat
         finally:
             f.write_text(original)
         assert set(status) == stages, f"{path}: {sorted(status)}"
+
+
+#: keys paper-smoke may cut (counts, steps, seeds, parallelism): every other key of params/paper.yaml
+#: must reach the paper-smoke run with its paper value, so the smoke run exercises it
+PAPER_SMOKE_CUTS = {"n_pairs", "n", "steps", "warmup", "checkpoint_every", "seeds", "handcrafted", "jitter", "authentic",
+                    "threads", "workers", "num_workers"}
+
+
+def _leaves(d: dict, path: tuple = ()):
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            yield from _leaves(v, (*path, k))
+        else:
+            yield (*path, k), v
+
+
+def test_paper_smoke_exercises_every_key_of_the_paper_size():
+    from webiml.stage import size_params
+
+    paper, smoke = size_params("paper", ROOT), size_params("paper-smoke", ROOT)
+    paper_only = load_params(ROOT / "params" / "paper.yaml")
+    assert "base" not in smoke
+    for path, value in _leaves(paper_only):
+        got = smoke
+        for k in path:
+            assert isinstance(got, dict) and k in got, f"paper-smoke lacks {'.'.join(path)}"
+            got = got[k]
+        if path[-1] in PAPER_SMOKE_CUTS:
+            assert got <= value if not isinstance(value, list) else len(got) <= len(value), f"{'.'.join(path)} is not cut"
+        else:
+            assert got == value, f"paper-smoke changes {'.'.join(path)} ({value!r} -> {got!r}): not exercised at paper size"
+    # the cuts only cut: everything else paper-smoke sets is outside paper.yaml (and leaves it as the default run has it)
+    for path, value in _leaves(load_params(ROOT / "params" / "paper-smoke.yaml")):
+        if path[0] != "base" and path[-1] not in PAPER_SMOKE_CUTS:
+            assert path not in dict(_leaves(paper_only)), path
+    assert size_params("paper", ROOT)["train_webiml"]["model"]["width"] == paper["train_webiml"]["model"]["width"] == 128
+
+
+def test_size_overlays_chain_through_base(tmp_path):
+    from webiml.stage import size_params
+
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params.yaml").write_text("seed: 0\na: {x: 1, y: 2, z: 3}\n")
+    (tmp_path / "params" / "big.yaml").write_text("a: {x: 10, y: 20}\n")
+    (tmp_path / "params" / "big-small.yaml").write_text("base: big\na: {x: 5}\n")
+    assert size_params("big-small", tmp_path) == {"seed": 0, "a": {"x": 5, "y": 20, "z": 3}}
+    (tmp_path / "params" / "loop.yaml").write_text("base: loop\n")
+    with pytest.raises(ValueError, match="circular"):
+        size_params("loop", tmp_path)
+
+
+@pytest.mark.slow
+def test_paper_smoke_runs_the_paper_shapes_through_the_whole_dag(tmp_path):
+    """The paper-smoke size (`make paper-smoke`): the DAG at the paper's shapes with a few steps."""
+    ws = make_workspace("paper-smoke", tmp_path / "ws", repo=ROOT)
+    dvc(ws, "cache", "dir", "--local", str(tmp_path / "cache"))
+    t0 = time.perf_counter()
+    dvc(ws, "repro", timeout=1800)
+    seconds = time.perf_counter() - t0
+    p = load_params(ws / "params.yaml")
+    assert p["train_webiml"]["train"]["size"] == 512 and p["train_webiml"]["model"]["width"] == 128
+    ckpt = __import__("torch").load(ws / "models/webiml/webiml/seed0/model.pt", weights_only=False)
+    assert ckpt["config"]["width"] == 128 and ckpt["extra"]["input_size"] == 512
+    training = ckpt["extra"]["training"]
+    assert training["train"]["batch_size"] == 16 and training["train"]["num_workers"] == 2 and training["finished"]
+    ann = json.loads((ws / "reports/metrics/train_annotators.json").read_text())
+    assert ann["dass"]["steps"] == 2 and ann["pool"]["n_train"] + ann["pool"]["n_val"] == p["train_annotators"]["pool"]["n_pairs"]
+    curves = json.loads((ws / "reports/benchmark/benchmark_full.json").read_text())["robustness"]["synthetic"]["webiml@seed0"]
+    assert {k: sorted(map(float, v)) for k, v in curves.items()} == {k: sorted(map(float, v)) for k, v in p["benchmark"]["robustness"].items()}
+    assert (ws / "reports/REPRODUCTION.md").is_file()
+    print(f"paper-smoke DAG: {seconds:.0f} s")

@@ -14,7 +14,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from webiml.train import Mixture, TrainConfig, fit, lr_factor, make_batch, random_crop
+from webiml.cache import MemoryCache
+from webiml.samples import GeneratedSource
+from webiml.train import Mixture, MixtureDataset, TrainConfig, fit, lr_factor, make_batch, random_crop
 
 
 @dataclass
@@ -81,7 +83,7 @@ def test_random_crop_keeps_scale_upscales_small_and_aligns_target():
         np.testing.assert_array_equal(ci[..., 0] > 127, ct > 0.5)
     ci, ct = random_crop(img[:50, :80], t[:50, :80], 64, rng)  # upscaled to a 64-pixel short side
     assert ci.shape == (64, 64, 3)
-    x, y = make_batch(Mixture({"a": _items(3)}), [("a", 0), ("a", 2)], 32, rng)
+    x, y = make_batch(Mixture({"a": _items(3)}), [0, 2], 32, seed=0)
     assert x.shape == (2, 3, 32, 32) and y.shape == (2, 1, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
 
 
@@ -208,3 +210,117 @@ def test_a_misspelt_mixture_source_is_an_error():
 
     with pytest.raises(ValueError, match="'jiter'.*allowed: handcrafted, web, jitter, authentic"):
         MixtureConfig(repeat={"handcrafted": 1.0, "jiter": 2.0})
+
+
+def _noise_sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    side = int(rng.integers(36, 60))
+    img = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)
+    m = (img[..., 0] > 128).astype(np.float32)
+    return img, m
+
+
+def _streamed_mixture(cache_mb=None) -> Mixture:
+    return Mixture({"list": _items(5), "made": GeneratedSource(40, _noise_sample, seed=3, salt=1, cache_mb=cache_mb)},
+                   {"made": 2.0})
+
+
+def test_a_generated_source_makes_the_same_items_in_any_order_and_any_cache():
+    kept, none = GeneratedSource(30, _noise_sample, 7, 1), GeneratedSource(30, _noise_sample, 7, 1, cache_mb=0)
+    forward = [kept[i] for i in range(30)]
+    for i in reversed(range(30)):
+        for a, b in zip(none[i], forward[i]):
+            np.testing.assert_array_equal(a, b)
+    assert len(kept.cache) == 30 and len(none.cache) == 0
+    other = GeneratedSource(30, _noise_sample, 7, 2)  # another salt: another source
+    assert not np.array_equal(other[0][0][:36, :36], forward[0][0][:36, :36])
+    with pytest.raises(IndexError):
+        kept[30]
+
+
+def test_the_memory_cache_keeps_at_most_its_budget():
+    cache = MemoryCache(mb=1)
+    block = lambda: np.zeros(300 * 1024, np.uint8)  # noqa: E731 - 0.29 MiB
+    for k in range(10):
+        cache.get(k, block)
+    assert len(cache) == 3 and cache.held <= 2**20 and cache.misses == 10
+    cache.get(9, block)
+    assert cache.hits == 1
+    assert len(MemoryCache(mb=0.1).items) == 0
+
+
+def test_a_sample_depends_only_on_the_run_seed_and_its_number():
+    ds = MixtureDataset(_streamed_mixture(), 32, seed=5)
+    first = [ds[k] for k in range(12)]
+    again = MixtureDataset(_streamed_mixture(cache_mb=0), 32, seed=5)
+    for k in reversed(range(12)):
+        x, y = again[k]
+        torch.testing.assert_close(x, first[k][0])
+        torch.testing.assert_close(y, first[k][1])
+    assert x.dtype == torch.uint8 and x.shape == (3, 32, 32) and y.shape == (1, 32, 32)
+    assert not torch.equal(MixtureDataset(_streamed_mixture(), 32, seed=6)[0][0], first[0][0])
+
+
+def test_training_is_the_same_with_zero_and_two_data_workers(tmp_path):
+    models = {}
+    for workers in (0, 2):
+        cfg = TrainConfig(steps=6, batch_size=4, size=32, lr=0.01, warmup=1, threads=1, num_workers=workers)
+        torch.manual_seed(0)
+        models[workers] = TinyNet()
+        s = fit(models[workers], _streamed_mixture(), cfg, tmp_path / f"w{workers}", TinyConfig(), progress=False)
+        assert s["finished"] and 0 <= s["data_share"] <= 1
+    for a, b in zip(models[0].state_dict().values(), models[2].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _same_weights(a: Path, b: Path, **tol) -> None:
+    sa, sb = torch.load(a, weights_only=False)["state_dict"], torch.load(b, weights_only=False)["state_dict"]
+    assert sa.keys() == sb.keys()
+    for k, v in sa.items():
+        torch.testing.assert_close(sb[k], v, msg=lambda m, k=k: f"{a.parent.name}: {k}: {m}", **tol)
+
+
+def _relative_gap(init: dict, a: Path, b: Path) -> float:
+    """|b - a| / |a - init| over all floating-point weights: how far apart two runs ended, as a share
+    of how far training moved the weights (Adam turns float-order noise in near-zero gradients into
+    steps of up to lr, so equal runs end close, not bit-equal)."""
+    sa, sb = torch.load(a, weights_only=False)["state_dict"], torch.load(b, weights_only=False)["state_dict"]
+    keys = [k for k, v in sa.items() if v.is_floating_point()]
+    gap = sum(float((sb[k] - sa[k]).pow(2).sum()) for k in keys) ** 0.5
+    moved = sum(float((sa[k] - init[k]).pow(2).sum()) for k in keys) ** 0.5
+    return gap / moved
+
+
+@pytest.mark.slow
+def test_every_trainer_on_two_gloo_processes_equals_one_process(tmp_path):
+    import six_trainers
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    script = str(Path(six_trainers.__file__))
+    subprocess.run([sys.executable, script, str(tmp_path / "single")], check=True, env=env, timeout=300)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29519", script,
+                    str(tmp_path / "ddp")], check=True, env=env, timeout=600, capture_output=True)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29521", script,
+                    str(tmp_path / "nosync"), "", "nosync"], check=True, env=env, timeout=600, capture_output=True)
+    inits = {}
+    for name, (build, _, _) in six_trainers.trainers().items():
+        torch.manual_seed(0)
+        inits[name] = {k: v.float() for k, v in build().state_dict().items()}
+    for name in six_trainers.NAMES:
+        assert torch.load(tmp_path / "ddp" / name / "model.pt", weights_only=False)["extra"]["training"]["processes"] == 2
+        gap = _relative_gap(inits[name], tmp_path / "single" / name / "model.pt", tmp_path / "ddp" / name / "model.pt")
+        unsynced = _relative_gap(inits[name], tmp_path / "single" / name / "model.pt", tmp_path / "nosync" / name / "model.pt")
+        assert gap < 0.05 and unsynced > 10 * gap, (name, gap, unsynced)  # the check can tell a broken DDP run
+        print(f"{name}: DDP {gap:.4f}, unsynchronised {unsynced:.3f}")
+
+
+@pytest.mark.slow
+def test_every_trainer_resumed_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
+    import six_trainers
+
+    six_trainers.run(str(tmp_path / "full"))
+    cut = six_trainers.run(str(tmp_path / "cut"), stop_after=3)  # last.pt at step 2; step 3 is redone
+    assert not any(s["finished"] for s in cut.values())
+    done = six_trainers.run(str(tmp_path / "cut"), num_workers=2)  # resumed with data workers: the same samples
+    assert all(s["finished"] for s in done.values())
+    for name in six_trainers.NAMES:
+        _same_weights(tmp_path / "full" / name / "model.pt", tmp_path / "cut" / name / "model.pt", rtol=1e-5, atol=1e-6)
