@@ -324,3 +324,15 @@ def test_every_trainer_resumed_after_an_interruption_equals_an_uninterrupted_run
     assert all(s["finished"] for s in done.values())
     for name in six_trainers.NAMES:
         _same_weights(tmp_path / "full" / name / "model.pt", tmp_path / "cut" / name / "model.pt", rtol=1e-5, atol=1e-6)
+
+
+def test_generated_samples_are_made_up_front_while_they_fit_their_cache():
+    from webiml.mixture import make_up_front
+
+    everything = GeneratedSource(12, _noise_sample, seed=1, salt=1)
+    assert make_up_front(everything) == 12 and everything.cache.misses == 12
+    some = GeneratedSource(12, _noise_sample, seed=1, salt=1, cache_mb=0.05)  # about 5 items of ~10 KB
+    made = make_up_front(some)
+    assert 0 < made < 12 and some.cache.held <= 0.05 * 2**20
+    for i in range(12):  # the rest are made when drawn: the same items
+        np.testing.assert_array_equal(some[i][0], everything[i][0])

@@ -8,9 +8,11 @@
   offline photos' own instances or object-like synthetic masks;
 - ``authentic``: crops of the ``train`` photos with empty masks.
 
-Generated sources make each sample when it is first drawn, from a seed of (data seed, source,
-index), and keep it up to ``cache_mb`` (:class:`webiml.samples.GeneratedSource`); the web source is
-read from disk on demand. Nothing holds the whole mixture in memory.
+Generated sources make each sample from a seed of (data seed, source, index) and keep it up to
+``cache_mb`` (:class:`webiml.samples.GeneratedSource`): :func:`build_mixture` makes them up front
+while they fit (all of them at the default size, so training steps do not wait for them; DataLoader
+workers inherit them), and the rest are made when first drawn. The web source is read from disk on
+demand. Nothing holds more of the mixture in memory than ``cache_mb`` per source.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ log = logging.getLogger(__name__)
 SOURCES = ("handcrafted", "web", "jitter", "authentic")
 #: the generated sources' seed salts: sample i of a source comes from default_rng([seed, salt, i])
 SALTS = {"handcrafted": 1, "jitter": 2, "authentic": 3}
-JITTER_PROBE = 16  # Object Jitter samples made up front to report the rejected draws
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,28 @@ class JitterSource(GeneratedSource):
                          seed, SALTS["jitter"], cache_mb)
 
 
+def make_up_front(source: GeneratedSource, name: str = "samples", progress: bool = False) -> int:
+    """Make ``source``'s items in order while its cache holds them; returns how many were made."""
+    from tqdm import tqdm
+
+    budget = source.cache.budget
+    made = 0
+    for i in tqdm(range(len(source)), desc=f"making {name}", disable=not progress, mininterval=2):
+        if budget is not None and source.cache.held > 0.9 * budget:
+            break
+        source[i]
+        made += 1
+    return made
+
+
 def build_mixture(
     cfg: MixtureConfig,
     seed: int,
     web_index: str | Path | None = None,
     use_jitter: bool = True,
+    progress: bool = False,
 ) -> tuple[Mixture, dict]:
-    """The training mixture and a report (per-source counts and rejections)."""
+    """The training mixture and a report (per-source counts, samples made up front, rejections)."""
     from .photos import load_photos
 
     rng = np.random.default_rng(seed)
@@ -144,14 +160,13 @@ def build_mixture(
         report["instance_images"] = len(images)
         report["instance_rejected"] = rejected
         if images:
-            src = JitterSource(cfg.jitter, images, seed, cfg.base_side, cfg.cache_mb)
-            for i in range(min(JITTER_PROBE, len(src))):  # made now (and kept) to report what Object Jitter rejects
-                src[i]
-            sources["jitter"] = src
-            report["jitter_rejected"] = {"probe": min(JITTER_PROBE, len(src)), **dict(src.rejected)}
+            sources["jitter"] = JitterSource(cfg.jitter, images, seed, cfg.base_side, cfg.cache_mb)
         else:
             report["jitter_rejected"] = {"no-instance-images": 1}
     sources["authentic"] = generated("authentic", authentic_sample)
+    report["made_up_front"] = {k: make_up_front(src, k, progress) for k, src in sources.items() if isinstance(src, GeneratedSource)}
+    if isinstance(sources.get("jitter"), JitterSource):  # draws rejected while making the samples made so far
+        report["jitter_rejected"] = dict(sources["jitter"].rejected)
     mixture = Mixture(sources, dict(cfg.repeat))
     report["sources"] = mixture.describe()
     return mixture, report
