@@ -438,15 +438,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_sharded_equals_unsharded(pairs, reference, tmp_path):
+@pytest.mark.parametrize("entry", [["webiml.caaa.annotate", "--annotator", "naive"], ["webiml.cli", "annotate", "--method", "naive"]],
+                         ids=["module", "webiml-cli"])
+def test_torchrun_sharded_equals_unsharded(pairs, reference, tmp_path, entry):
     ref, _ = reference
     out = tmp_path / "ann"
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-           "--master_port", str(_free_port()), "-m", "webiml.caaa.annotate",
-           "--pairs", str(pairs), "--out", str(out), "--annotator", "naive", "--batch-size", "2"]
+           "--master_port", str(_free_port()), "-m", entry[0], *entry[1:],
+           "--pairs", str(pairs), "--out", str(out), "--batch-size", "2"]
     p = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, f"torchrun failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
     _assert_same(out, ref)

@@ -154,17 +154,22 @@ def _annotate(args: argparse.Namespace) -> int:
     import torch
 
     from .caaa.annotate import annotate_corpus, build_annotator
+    from .device import resolve
+    from .train import init_distributed
 
     p = _params_sections(args, "annotate", ("guard",))
     a = p["annotate"]
     torch.set_num_threads(_pick(args.threads, a, "threads", 2))
     device = _pick(args.device, a, "device", "auto")
+    dist = init_distributed(resolve(device))  # under torchrun: rank r annotates its share on cuda:LOCAL_RANK, rank 0 merges
     kw = {"naive": {}, "unified": {"models_dir": args.models, "tta": a.get("tta", True), "device": device},
           "caaa": {"models_dir": args.models, "tta": a.get("tta", True), "device": device,
                    "route": _pick(args.route, a, "route", "auto")}}[args.method]
     report = annotate_corpus(Path(args.pairs), build_annotator(args.method, **kw), Path(args.out),
-                             batch_size=_pick(args.batch_size, a, "batch_size", 8), resume=not args.no_resume,
-                             progress=not args.quiet, guard=_guard(args, p["guard"]))
+                             batch_size=_pick(args.batch_size, a, "batch_size", 8), rank=dist.rank, world_size=dist.world,
+                             resume=not args.no_resume, progress=not args.quiet, guard=_guard(args, p["guard"]))
+    if not dist.main:
+        return 0
     print(json.dumps({k: report.get(k) for k in ("n_done", "n_skipped", "n_rejected", "per_category", "refused_by_reason",
                                                  "pairs_per_second")}, indent=1))
     return 0
@@ -384,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--overwrite", action="store_true")
     mg.set_defaults(func=_merge)
 
-    a = sub.add_parser("annotate", help="annotate a collected pair corpus (CAAAv2 by default)")
+    a = sub.add_parser("annotate", help="annotate a collected pair corpus (CAAAv2 by default; under torchrun, sharded across ranks)")
     a.add_argument("--pairs", required=True, help="a collect output folder (pairs.jsonl)")
     a.add_argument("--models", default="models/annotators", help="trained annotators (stage train_annotators)")
     a.add_argument("--out", required=True)
