@@ -7,7 +7,8 @@ made-per-item against read-from-disk at the paper's image sizes.
   batches from each across the whole index range, and reports its peak RSS. Generated items are
   kept up to ``--cache-mb`` per source, so the peak should not depend on the corpus size.
 - **throughput**: samples/s that ``webiml.train.data_loader`` delivers for the default run's
-  mixture (params.yaml shapes, no web source) with 0, 1 and 2 workers, from a cold cache.
+  mixture (params.yaml shapes, no web source) with 0, 1 and 2 workers, its samples made up front
+  as in training (what remains per sample: the draw, the crop, the flip and the batch).
 - **paper sources**: seconds per sample to make a hand-crafted forgery at 768-1280 px against reading
   the same sample back from disk (JPEG + PNG mask), the choice between generating per item and
   pre-rendering shards.
@@ -132,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", nargs="?", default=DEFAULT_OUT)
     ap.add_argument("--pairs", type=int, nargs="+", default=[1000, 20000])
     ap.add_argument("--draws", type=int, default=4000, help="samples drawn from each source per corpus size")
-    ap.add_argument("--cache-mb", type=float, default=64)
+    ap.add_argument("--cache-mb", type=float, default=16, help="per generated source: small enough that both corpus sizes fill it")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--samples", type=int, default=480, help="samples per throughput run")
+    ap.add_argument("--samples", type=int, default=4000, help="samples per throughput run")
     ap.add_argument("--paper-samples", type=int, default=24)
     ap.add_argument("--memory-one", type=int, help=argparse.SUPPRESS)  # internal: one corpus size, printed as JSON
     ap.add_argument("--work", help=argparse.SUPPRESS)
