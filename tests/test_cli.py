@@ -8,7 +8,8 @@ import argparse
 import pytest
 import yaml
 
-from webiml.cli import _guard, _params_sections, _pick, build_parser, main
+from webiml.caaa.guard import from_args as _guard
+from webiml.cli import _params_sections, _pick, build_parser, main
 
 
 @pytest.fixture()

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from .caaa import guard as label_guard
+
 
 def _params_sections(args: argparse.Namespace, main: str, also: tuple[str, ...] = ()) -> dict[str, dict]:
     """The params.yaml sections a command reads: ``--params FILE`` (default: the params.yaml of the
@@ -65,20 +67,6 @@ def _pick(flag, section: dict, key: str, default):
     return flag if flag is not None else section.get(key, default)
 
 
-def _guard(args: argparse.Namespace, section: dict):
-    """The label guard: the params ``guard`` section, overridden by the guard flags given."""
-    from .caaa.guard import GuardConfig
-
-    d = dict(section)
-    if args.no_guard:
-        d["enabled"] = False
-    if args.max_fraction is not None:
-        d["max_fraction"] = args.max_fraction
-    if args.keep_unmatched:
-        d["keep_unmatched"] = True
-    return GuardConfig.from_dict(d)
-
-
 def _add_model_run(parser: argparse.ArgumentParser) -> None:
     """Where a trained model is found and runs (predict, benchmark)."""
     parser.add_argument("--root", default=".", help="the pipeline folder (where models/ is)")
@@ -93,13 +81,6 @@ def _load_model(args: argparse.Namespace):
     from .infer import load_model
 
     return load_model(args.model, args.root, device=_pick(args.device, _params_section(args, "benchmark"), "device", "auto"))
-
-
-def _add_guard(parser: argparse.ArgumentParser) -> None:
-    from .caaa import guard
-
-    guard.add_arguments(parser)
-    parser.set_defaults(max_fraction=None)  # unset: the params guard section decides
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -167,7 +148,7 @@ def _annotate(args: argparse.Namespace) -> int:
                    "route": _pick(args.route, a, "route", "auto")}}[args.method]
     report = annotate_corpus(Path(args.pairs), build_annotator(args.method, **kw), Path(args.out),
                              batch_size=_pick(args.batch_size, a, "batch_size", 8), rank=dist.rank, world_size=dist.world,
-                             resume=not args.no_resume, progress=not args.quiet, guard=_guard(args, p["guard"]))
+                             resume=not args.no_resume, progress=not args.quiet, guard=label_guard.from_args(args, p["guard"]))
     if not dist.main:
         return 0
     print(json.dumps({k: report.get(k) for k in ("n_done", "n_skipped", "n_rejected", "per_category", "refused_by_reason",
@@ -183,7 +164,6 @@ def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, mo
     papers' rule) and not refused by the label ``guard`` (``refused``: its reason, else None).
     """
     from . import io
-    from .caaa import guard as label_guard
     from .caaa.annotate import PairInputs
     from .caaa.annotator import CAAAnnotator
     from .caaa.qes import keep, qes
@@ -216,7 +196,7 @@ def _annotate_pair(args: argparse.Namespace) -> int:
     p = _params_sections(args, "annotate", ("filter", "guard"))
     torch.set_num_threads(_pick(args.threads, p["annotate"], "threads", 2))
     args.qes_threshold = _pick(args.qes_threshold, p["filter"], "qes_threshold", 0.5)
-    r = annotate_pair(args.forged, args.authentic, args.output, args.models, args.qes_threshold, _guard(args, p["guard"]),
+    r = annotate_pair(args.forged, args.authentic, args.output, args.models, args.qes_threshold, label_guard.from_args(args, p["guard"]),
                       device=_pick(args.device, p["annotate"], "device", "auto"))
     if args.json:
         print(json.dumps(r))
@@ -234,7 +214,7 @@ def _build_dataset(args: argparse.Namespace) -> int:
     p = _params_sections(args, "filter", ("guard",))
     r = build_dataset(Path(args.annotations), Path(args.out), threshold=_pick(args.qes_threshold, p["filter"], "qes_threshold", 0.5),
                       pairs_dir=Path(args.pairs) if args.pairs else None, progress=not args.quiet,
-                      guard=_guard(args, p["guard"]), index_paths=args.index_paths)
+                      guard=label_guard.from_args(args, p["guard"]), index_paths=args.index_paths)
     print(json.dumps({k: r.get(k) for k in ("n", "kept", "dropped", "per_category", "dropped_by_reason",
                                             "kept_by_qes_alone", "removed_by_guard")}, indent=1))
     return 0
@@ -401,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-resume", action="store_true", help="start over instead of continuing an interrupted run")
     a.add_argument("--quiet", action="store_true")
     _add_params(a, "annotate", ("guard",))
-    _add_guard(a)
+    label_guard.add_arguments(a)
     a.set_defaults(func=_annotate)
 
     ap = sub.add_parser("annotate-pair", help="annotate one forged/authentic pair (any sizes, crops, JPEG qualities)")
@@ -414,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: annotate.device, else auto)")
     ap.add_argument("--json", action="store_true", help="print a JSON object (category, aligned, qes, kept, refused, mask, ...)")
     _add_params(ap, "annotate", ("filter", "guard"))
-    _add_guard(ap)
+    label_guard.add_arguments(ap)
     ap.set_defaults(func=_annotate_pair)
 
     b = sub.add_parser("build-dataset", help="QES-filter annotations into imgs/ + masks/ + a BenCo index")
@@ -426,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="absolute: index.json loads from any working directory (default); relative: the folder can be moved")
     b.add_argument("--quiet", action="store_true")
     _add_params(b, "filter", ("guard",))
-    _add_guard(b)
+    label_guard.add_arguments(b)
     b.set_defaults(func=_build_dataset)
 
     m = sub.add_parser("models", help="the models the pipeline trains, by name, and whether they are trained")

@@ -86,15 +86,24 @@ def flags(registration: str | None, cfg: GuardConfig = GuardConfig()) -> list[st
 
 
 def add_arguments(parser) -> None:
-    """The guard's command-line options (defaults: :class:`GuardConfig`'s)."""
+    """The guard's command-line options; an option not given leaves the params ``guard`` section (or
+    :class:`GuardConfig`'s default) in force (see :func:`from_args`)."""
     d = GuardConfig()
     g = parser.add_argument_group("label guard")
     g.add_argument("--no-guard", action="store_true", help="keep labels on QES alone (the papers' rule)")
-    g.add_argument("--max-fraction", type=float, default=d.max_fraction,
-                   help=f"refuse masks covering more of the image than this (default {d.max_fraction})")
+    g.add_argument("--max-fraction", type=float, default=None,
+                   help=f"refuse masks covering more of the image than this (default: guard.max_fraction, else {d.max_fraction})")
     g.add_argument("--keep-unmatched", action="store_true",
                    help="keep labels of pairs without evidence of shared content (flagged 'unmatched')")
 
 
-def from_args(args) -> GuardConfig:
-    return GuardConfig(enabled=not args.no_guard, max_fraction=args.max_fraction, keep_unmatched=args.keep_unmatched)
+def from_args(args, section: Mapping | None = None) -> GuardConfig:
+    """The guard: the params ``guard`` section (default: :class:`GuardConfig`'s), overridden by the flags given."""
+    d = dict(section or {})
+    if args.no_guard:
+        d["enabled"] = False
+    if args.max_fraction is not None:
+        d["max_fraction"] = args.max_fraction
+    if args.keep_unmatched:
+        d["keep_unmatched"] = True
+    return GuardConfig.from_dict(d)
