@@ -56,11 +56,10 @@ def _peak_gb(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None
 
 
-def _row(steps: int, batch: int, seconds: float, data_seconds: float, device: torch.device, **extra) -> dict:
-    return {"steps": steps, "batch_size": batch, "seconds": round(seconds, 2),
-            "images_per_s": round(steps * batch / seconds, 2) if seconds else None,
-            "data_share": round(data_seconds / seconds, 3) if seconds else None,
-            "peak_gpu_gb": _peak_gb(device), **extra}
+def _row(summary: dict, device: torch.device, **extra) -> dict:
+    """A trainer's row from the summary of ``webiml.train.fit``."""
+    return {"steps": summary["steps"], "batch_size": summary["train"]["batch_size"], "seconds": summary["seconds"],
+            "images_per_s": summary["images_per_second"], "data_share": summary["data_share"], "peak_gpu_gb": _peak_gb(device), **extra}
 
 
 SIZES = {
@@ -106,8 +105,7 @@ def check_caaa(pool, device, precision: str, steps: int, shp: dict, out: Path, c
         summary = engine.fit(model, PairStream(pool, indices, 0, flip=name != "classifier", native=native), cfg, out / name, model.cfg,
                              step_fn=step, progress=False)
         _sync(device)
-        rows[name] = _row(steps, batch, summary["seconds"], summary["data_share"] * summary["seconds"], device,
-                          precision=precision, num_workers=workers)
+        rows[name] = _row(summary, device, precision=precision, num_workers=workers)
         models[name] = model.eval()  # fit left it on the device
         print(f"{name}: {rows[name]}", flush=True)
     return rows, models
@@ -140,8 +138,7 @@ def check_engine(device, precision: str, steps: int, shp: dict, out: Path, chann
         _reset_peak(device)
         summary = engine.fit(model, mix, cfg, out / name, model.cfg, progress=False)
         _sync(device)
-        rows[name] = _row(steps, sh["batch"], summary["seconds"], summary["data_share"] * summary["seconds"], device,
-                          precision=precision, num_workers=workers)
+        rows[name] = _row(summary, device, precision=precision, num_workers=workers)
         models[name] = model.eval()
         print(f"{name}: {rows[name]}", flush=True)
     return rows, models
