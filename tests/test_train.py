@@ -336,3 +336,27 @@ def test_generated_samples_are_made_up_front_while_they_fit_their_cache():
     assert 0 < made < 12 and some.cache.held <= 0.05 * 2**20
     for i in range(12):  # the rest are made when drawn: the same items
         np.testing.assert_array_equal(some[i][0], everything[i][0])
+
+
+_DDP_NAN_SCRIPT = textwrap.dedent('''
+    import os, sys, torch
+    sys.path.insert(0, {tests!r})
+    from test_train import NaNAfter, TinyConfig, _items
+    from webiml.train import Mixture, TrainConfig, fit
+    torch.manual_seed(0)
+    model = NaNAfter(bad={{2}} if os.environ["RANK"] == "1" else set())  # a non-finite loss on one rank only
+    s = fit(model, Mixture({{"a": _items(6)}}), TrainConfig(steps=5, batch_size=4, size=32, lr=0.01, warmup=1, threads=1),
+            sys.argv[1], TinyConfig(), progress=False)
+    print("RESULT", os.environ["RANK"], s["skipped_steps"], s["finished"])
+''')
+
+
+@pytest.mark.slow
+def test_under_ddp_every_rank_skips_the_step_one_rank_finds_non_finite(tmp_path):
+    script = tmp_path / "ddp_nan.py"
+    script.write_text(_DDP_NAN_SCRIPT.format(tests=str(Path(__file__).parent)))
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29523", str(script),
+                        str(tmp_path / "out")], env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = sorted(line.split()[1:] for line in p.stdout.splitlines() if line.startswith("RESULT"))
+    assert results == [["0", "1", "True"], ["1", "1", "True"]]  # rank 0's loss was finite, yet it skipped with rank 1
