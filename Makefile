@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 repro: env            ## the whole pipeline at the default (mini) size
+	python -m webiml.stage link
 	dvc repro
 
 smoke: env            ## the whole DAG at smoke size, in runs/smoke

@@ -37,7 +37,7 @@ def test_every_stage_lists_exactly_its_params_and_notebook():
         assert stage["cmd"].startswith(f"python -m webiml.stage {name}")
         assert f"notebooks/{STAGES[name]}.ipynb" in stage["deps"]
         if "matrix" in stage:  # the variant list is not a param of each item: adding one re-runs nothing else
-            assert stage["params"] == ["seed", f"{name}.model", f"{name}.train", f"{name}.mixture"]
+            assert stage["params"] == ["seed", f"{name}.model", f"{name}.train", f"{name}.mixture", *IMPORTS[name].values()]
             for key in stage["matrix"]:
                 assert f"--set {key}=${{item.{key}}}" in stage["cmd"]
         else:
@@ -105,13 +105,16 @@ def test_every_stage_depends_on_the_code_it_runs():
 
 
 def test_overlay_and_stage_parameters():
-    base = {"seed": 1, "collect": {"n_pairs": 200, "synthetic": {"a": 1, "b": 2}}}
+    base = {"seed": 1, "collect": {"n_pairs": 200, "synthetic": {"a": 1, "b": 2}}, "paths": {"collect": {"csv": None}}}
     merged = overlay(base, {"collect": {"n_pairs": 8, "synthetic": {"b": 3}}})
-    assert merged == {"seed": 1, "collect": {"n_pairs": 8, "synthetic": {"a": 1, "b": 3}}}
+    assert merged == {**base, "collect": {"n_pairs": 8, "synthetic": {"a": 1, "b": 3}}}
     assert base["collect"]["n_pairs"] == 200  # not mutated
-    assert stage_parameters(merged, "collect")["seed"] == 1
+    # a notebook receives its whole section as one dict, the global seed and its imports
+    assert stage_parameters(merged, "collect") == {"seed": 1, "params": merged["collect"], "paths": {"csv": None}}
     with pytest.raises(KeyError):
         stage_parameters(merged, "nope")
+    with pytest.raises(KeyError, match="'paths.collect'"):
+        stage_parameters({"collect": {}}, "collect")
     # every size file overlays only keys the default params define
     default = load_params(ROOT / "params.yaml")
     for f in (ROOT / "params").glob("*.yaml"):
@@ -131,7 +134,8 @@ def test_notebook_parameter_cells_hold_the_values_of_params_yaml():
         cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
         values = {t.id: ast.literal_eval(node.value) for node in ast.parse("".join(cell["source"])).body
                   if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
-        expected = {k: v for k, v in stage_parameters(params, stage).items() if k not in MATRIX_KEYS.get(stage, ())}
+        expected = stage_parameters(params, stage)
+        assert set(expected["params"]) == set(params[stage]) - set(MATRIX_KEYS.get(stage, ()))
         for k, v in expected.items():
             assert k in values, f"{nb}: no parameter {k!r}"
             assert values[k] == v, f"{nb}: parameter {k} = {values[k]!r}, params.yaml says {v!r}"
@@ -160,7 +164,7 @@ def test_smoke_dag(smoke_workspace):
     n = load_params(ws / "params.yaml")["collect"]["n_pairs"]
     assert metrics["n_candidates"] == n
     assert metrics["n_accepted"] >= n // 2
-    assert metrics["registration_quality"]["synthetic_error_px"]["median"] < 1.0
+    assert metrics["registration_quality"]["error_px"]["median"] < 1.0
     for f in ("collect_examples.png", "collect_registration.png"):
         assert (ws / "reports/figures" / f).stat().st_size > 10_000
     assert (ws / "data/collect/pairs.jsonl").exists() and (ws / "data/audit/audit.jsonl").exists()
@@ -240,6 +244,34 @@ def params_variants(ws: Path) -> list[str]:
     return load_params(ws / "params.yaml")["train_webiml"]["variants"]
 
 
+def test_real_folders_are_linked_into_the_workspace_or_left_empty(tmp_path):
+    """paths.real folders become DVC dependencies as data/real/<name>: a link where the folder exists,
+    an empty folder (its check skipped) where it does not; a user's own folder there is never touched."""
+    from webiml.stage import link_real, present
+
+    outside = tmp_path / "outside" / "noso"
+    outside.mkdir(parents=True)
+    (outside / "a.png").write_bytes(b"x")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "params.yaml").write_text(yaml.safe_dump({"paths": {"real": {"noso": "../outside/noso", "web_pairs": "../nowhere", "mine": None}}}))
+    (ws / "data/real/mine").mkdir(parents=True)
+    (ws / "data/real/mine/keep.png").write_bytes(b"y")
+    assert link_real(ws) == {"noso": str(outside), "web_pairs": "absent", "mine": "absent"}
+    assert (ws / "data/real/noso").is_symlink() and present(ws / "data/real/noso")
+    assert (ws / "data/real/web_pairs").is_dir() and not present(ws / "data/real/web_pairs")
+    assert (ws / "data/real/mine/keep.png").read_bytes() == b"y"
+    # the folder appears later: the empty placeholder becomes the link; it goes away: the link an empty folder
+    (tmp_path / "nowhere").mkdir()
+    (tmp_path / "nowhere" / "b.png").write_bytes(b"z")
+    link_real(ws)
+    assert (ws / "data/real/web_pairs").is_symlink() and present(ws / "data/real/web_pairs")
+    shutil.rmtree(outside)
+    link_real(ws)
+    assert not (ws / "data/real/noso").is_symlink() and (ws / "data/real/noso").is_dir()
+    assert (tmp_path / "nowhere" / "b.png").exists()  # inputs are only read
+
+
 def test_stages_can_be_restored_from_the_run_cache(tmp_path):
     # DVC does not save a stage with an uncached out to its run cache, and restores one with
     # uncached metrics/plots only when those files already match; the ablations workspace relies
@@ -257,20 +289,21 @@ def test_stages_can_be_restored_from_the_run_cache(tmp_path):
 
 
 def test_notebook_setup_finds_the_root_takes_its_params_and_moves_outputs_to_scratch(tmp_path, monkeypatch):
-    from webiml.stage import notebook_defaults, notebook_setup
+    from webiml.stage import notebook_defaults, notebook_setup, workspace_params
 
     ws = make_workspace("smoke", tmp_path / "ws", repo=ROOT)
     (ws / "notebooks" / "deep").mkdir()
     monkeypatch.chdir(ws / "notebooks" / "deep")
     ns = notebook_defaults(ws / "notebooks/01_collect.ipynb")
-    ns["n_examples"] = 3  # given by the user (differs from the notebook's default): kept
+    ns["params"]["n_examples"] = 3  # given by the user (differs from the notebook's default): kept
     assert notebook_setup("collect", ns) == ws and Path.cwd() == ws
     smoke = load_params(ws / "params.yaml")["collect"]
-    assert ns["n_pairs"] == smoke["n_pairs"] != notebook_defaults(ROOT / "notebooks/01_collect.ipynb")["n_pairs"]
-    assert ns["synthetic"] == smoke["synthetic"] and ns["n_examples"] == 3
+    assert ns["params"]["n_pairs"] == smoke["n_pairs"] != notebook_defaults(ROOT / "notebooks/01_collect.ipynb")["params"]["n_pairs"]
+    assert ns["params"]["synthetic"] == smoke["synthetic"] and ns["params"]["n_examples"] == 3
     assert ns["out"] == "scratch/collect/data/collect" and ns["metrics_file"] == "scratch/collect/reports/metrics/collect.json"
     assert ns["figures_dir"] == "scratch/collect/reports/figures"
-    assert ns["check_noso"] == os.path.relpath(ROOT / "../shared/data/noso", ws)  # rebased like the stage runner does
+    # paths are relative to the repository; a size workspace makes them relative to itself
+    assert workspace_params(ws)["paths"]["real"]["noso"] == os.path.relpath(ROOT / "../shared/data/noso", ws)
     # the stage runner's own run changes nothing but the working directory
     ns = {**notebook_defaults(ws / "notebooks/07_benchmark.ipynb"), "scratch": False}
     before = dict(ns)
@@ -279,10 +312,10 @@ def test_notebook_setup_finds_the_root_takes_its_params_and_moves_outputs_to_scr
     ns["scratch"] = True
     notebook_setup("benchmark", ns)
     assert ns["out_dir"] == "scratch/benchmark/reports/benchmark"
-    assert ns["datasets"]["synthetic"] == "data/testset/index.json"  # an input (the testset stage's output) stays
+    assert ns["params"]["datasets"]["synthetic"] == "data/testset/index.json"  # an input (the testset stage's output) stays
     ns = notebook_defaults(ws / "notebooks/00_testset.ipynb")
     notebook_setup("testset", ns)
-    assert ns["out_dir"] == "scratch/testset/data/testset" and ns["n"] == load_params(ws / "params.yaml")["testset"]["n"]
+    assert ns["out_dir"] == "scratch/testset/data/testset" and ns["params"]["n"] == load_params(ws / "params.yaml")["testset"]["n"]
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="not inside a webiml workspace"):
         notebook_setup("collect", {})
@@ -315,8 +348,8 @@ def test_a_code_edit_reruns_only_the_stages_that_use_it(smoke_workspace, tmp_pat
     expected = {
         "src/webiml/jitter.py": set(variants),                       # Object Jitter: only the Web-IML mixture
         "src/webiml/figures.py": {"collect"},                        # a plotting helper of the pair corpus
-        "src/webiml/caaa/qes.py": {"annotate", "filter", "report"},  # the QES formula
-        "src/webiml/register.py": {"collect", "train_annotators", "annotate", "filter", "report"},
+        "src/webiml/caaa/qes.py": {"annotate", "filter", "check_real", "report"},  # the QES formula
+        "src/webiml/register.py": {"collect", "train_annotators", "annotate", "filter", "check_real", "report"},
         "src/webiml/evaluate/testset.py": {"testset"},               # the test-split recipe
     }
     assert "Data and pipelines are up to date" in dvc(ws, "status").stdout

@@ -87,16 +87,17 @@ def _collect(args: argparse.Namespace) -> int:
     from .collect import candidates_from, collect, config_from_params
     from .download import DownloadPolicy
 
-    params = _params_section(args, "collect")
+    sections = _params_sections(args, "collect", ("paths",))
+    params = sections["collect"]
     flags = {"seed": args.seed, "workers": args.workers, "max_pixels": args.max_pixels, "phash_distance": args.phash_distance,
              "photo_dir": args.photo_dir, "keep_unmatched": args.keep_unmatched or None, "n_pairs": args.n_pairs}
     params.update({k: v for k, v in flags.items() if v is not None})  # flags given on the command line win
-    sources = args.source or ["synthetic"]
+    sources = args.source or params.get("sources") or ["synthetic"]
     cfg = config_from_params(params)
-    cands = candidates_from(
-        sources, n_pairs=int(params.get("n_pairs", 200)), csv=args.csv, root=args.root, miml_root=args.root,
-        noso_root=args.root, manifest=args.manifest,
-    )
+    paths = {k: v for k, v in (sections["paths"].get("collect") or {}).items() if v is not None}
+    given = {"csv": args.csv, "root": args.root, "miml_root": args.root, "noso_root": args.root, "manifest": args.manifest}
+    paths.update({k: v for k, v in given.items() if v is not None})  # flags win over paths.collect
+    cands = candidates_from(sources, n_pairs=int(params.get("n_pairs", 200)), **paths)
     policy = DownloadPolicy(timeout=args.timeout, retries=args.retries)
     out, audit = _corpus_dirs(args)
     kw = dict(audit=audit, download_policy=policy, overwrite=args.overwrite, progress=not args.quiet)
@@ -292,9 +293,10 @@ def _prepare_dataset(args: argparse.Namespace) -> int:
 def _pseudo_masks(args: argparse.Namespace) -> int:
     from .models.teachers import make_teacher, pseudo_mask_dataset
 
-    p = _params_section(args, "train_boxprompt")
+    sections = _params_sections(args, "train_boxprompt", ("paths",))
+    p = sections["train_boxprompt"]
     teacher = _pick(args.teacher, p, "teacher", "grabcut")
-    kw = {"checkpoint": _pick(args.sam_checkpoint, p, "sam_checkpoint", None),
+    kw = {"checkpoint": _pick(args.sam_checkpoint, sections["paths"], "sam_checkpoint", None),
           "model_type": _pick(args.sam_model_type, p, "sam_model_type", "vit_b")} if teacher == "sam" else {}
     r = pseudo_mask_dataset(args.boxes, args.images, args.out, make_teacher(teacher, **kw), on_bad=args.on_bad, progress=not args.quiet)
     print(json.dumps(r, indent=1))
@@ -305,8 +307,11 @@ def _train_webiml(args: argparse.Namespace) -> int:
     from .train import init_distributed
     from .train_webiml import prepare_webiml, train_webiml
 
-    section = _params_section(args, "train_webiml")
+    sections = _params_sections(args, "train_webiml", ("paths",))
+    section = sections["train_webiml"]
     data_seed = section.pop("seed")
+    coco = sections["paths"].get("coco") or {}
+    section["mixture"] = {**section.get("mixture", {}), "coco_annotations": coco.get("annotations"), "coco_images": coco.get("images")}
     dist = init_distributed()
     run = prepare_webiml(args.variant, section, args.train_seed, web_dataset=args.web_dataset,
                          web_all_dataset=args.web_all_dataset, data_seed=data_seed)
@@ -359,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--shard", metavar="I/N", help="collect only shard I of N (0-based; under torchrun: RANK/WORLD_SIZE); "
                                                   "join the shards with `webiml merge`")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_params(c, "collect")
+    _add_params(c, "collect", ("paths",))
     c.set_defaults(func=_collect)
 
     mg = sub.add_parser("merge", help="join collect shards (--shard I/N) into the corpus an unsharded run writes")
@@ -444,12 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--images", required=True, help="the folder the boxes file's image names are relative to")
     ps.add_argument("--out", required=True)
     ps.add_argument("--teacher", choices=["grabcut", "box", "sam"], help="default: train_boxprompt.teacher, else grabcut")
-    ps.add_argument("--sam-checkpoint", help="a segment-anything checkpoint (teacher sam; never downloaded; default: train_boxprompt.sam_checkpoint)")
+    ps.add_argument("--sam-checkpoint", help="a segment-anything checkpoint (teacher sam; never downloaded; default: paths.sam_checkpoint)")
     ps.add_argument("--sam-model-type", choices=["vit_b", "vit_l", "vit_h"], help="default: train_boxprompt.sam_model_type, else vit_b")
     ps.add_argument("--on-bad", default="clip", choices=["clip", "error"],
                     help="boxes partly outside are clipped; empty/outside ones dropped with a warning (clip) or the image rejected (error)")
     ps.add_argument("--quiet", action="store_true")
-    _add_params(ps, "train_boxprompt")
+    _add_params(ps, "train_boxprompt", ("paths",))
     ps.set_defaults(func=_pseudo_masks)
 
     tw = sub.add_parser("train-webiml", help="train one Web-IML variant (single process, or under torchrun for DDP)")
@@ -459,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     tw.add_argument("--web-dataset", default="data/dataset/index.json")
     tw.add_argument("--web-all-dataset", default="data/dataset_noqes/index.json")
     tw.add_argument("--quiet", action="store_true")
-    _add_params(tw, "train_webiml")
+    _add_params(tw, "train_webiml", ("paths",))
     tw.set_defaults(func=_train_webiml)
 
     ta = sub.add_parser("train-annotators", help="train the CAAAv2 annotators and the unified baseline (single process, or under torchrun for DDP)")

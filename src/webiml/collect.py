@@ -56,20 +56,19 @@ class CollectConfig:
     keep_unmatched: bool = False  # keep pairs with no feature evidence of shared content (trusted pairings)
 
 
+#: keys of the ``collect`` section that the stage reads, not :class:`CollectConfig`
+STAGE_KEYS = ("sources", "n_pairs", "n_examples")
+
+
 def config_from_params(p: dict) -> CollectConfig:
-    """Build a :class:`CollectConfig` from the ``collect`` section of params.yaml."""
+    """The :class:`CollectConfig` of params.yaml's ``collect`` section (and ``seed``); an unknown key
+    is an error naming it."""
     from .config import from_dict
 
-    return CollectConfig(
-        max_pixels=int(p.get("max_pixels", io.DEFAULT_MAX_PIXELS)),
-        phash_distance=int(p.get("phash_distance", 4)),
-        workers=int(p.get("workers", 2)),
-        seed=int(p.get("seed", 0)),
-        keep_unmatched=bool(p.get("keep_unmatched", False)),
-        photo_dir=p.get("photo_dir"),
-        register=from_dict(RegisterConfig, p.get("register"), "collect.register"),
-        synthetic=from_dict(WebPairConfig, p.get("synthetic"), "collect.synthetic", base=EVIDENT_PAIRS),
-    )
+    d = {k: v for k, v in p.items() if k not in STAGE_KEYS}
+    d["register"] = from_dict(RegisterConfig, d.get("register"), "collect.register")
+    d["synthetic"] = from_dict(WebPairConfig, d.get("synthetic"), "collect.synthetic", base=EVIDENT_PAIRS)
+    return from_dict(CollectConfig, d, "collect")
 
 
 @dataclass
@@ -552,3 +551,16 @@ def registration_quality(out: str | os.PathLike, audit: str | os.PathLike) -> li
                 row["median_abs_diff_outside"] = float(np.median(d[valid]))
         rows.append(row)
     return rows
+
+
+def registration_summary(rows: list[dict]) -> dict:
+    """Median, 95th percentile and maximum of :func:`registration_quality`'s two measures, and how
+    many pairs were registered."""
+
+    def stats(xs):
+        xs = np.asarray([x for x in xs if x is not None], float)
+        return None if xs.size == 0 else {"n": int(xs.size), "median": round(float(np.median(xs)), 3),
+                                          "p95": round(float(np.percentile(xs, 95)), 3), "max": round(float(xs.max()), 3)}
+
+    return {"n_pairs": len(rows), "n_registered": sum(r["status"] in ("identity", "registered") for r in rows),
+            "error_px": stats(r["error_px"] for r in rows), "outside_diff": stats(r["median_abs_diff_outside"] for r in rows)}

@@ -1,8 +1,12 @@
 """Run a pipeline stage (a parameterised notebook) and build size workspaces.
 
 ``python -m webiml.stage collect`` executes ``notebooks/01_collect.ipynb`` with Papermill, passing
-the keys of ``params.yaml``'s ``collect`` section (and the global ``seed``) as notebook
-parameters, and writes the executed copy to ``reports/notebooks/``. DVC calls exactly this.
+``params.yaml``'s ``collect`` section as the notebook parameter ``params`` (with the global ``seed``
+and what the stage reads from other sections, :data:`IMPORTS`), and writes the executed copy to
+``reports/notebooks/``. DVC calls exactly this.
+
+``python -m webiml.stage link`` links the real folders of ``paths.real`` into ``data/real/`` (what
+``make repro`` does first), so that they are DVC dependencies of the stages reading them.
 
 ``python -m webiml.stage workspace SIZE DIR`` writes a self-contained copy of the pipeline whose
 ``params.yaml`` is the default one overlaid with ``params/SIZE.yaml`` (``smoke``, ``paper``), so a
@@ -33,36 +37,44 @@ STAGES = {
     "train_webiml": "05_train_webiml",
     "train_boxprompt": "06_train_boxprompt",
     "benchmark": "07_benchmark",
+    "check_real": "09_check_real",
     "report": "08_report",
 }
 GLOBAL_KEYS = ("seed",)
-PATH_KEYS = ("csv", "root", "miml_root", "noso_root", "manifest", "photo_dir", "check_noso", "check_web_pairs",
-             "coco_annotations", "coco_images", "boxes")
-PATH_DICT_KEYS = ("datasets",)  # {name: path} mappings
 #: keys of a section that dvc.yaml's ``matrix`` reads, not the notebook: {stage: keys}
 MATRIX_KEYS = {"train_webiml": ("variants", "seeds")}
-#: keys a stage reads from other sections: {stage: {notebook parameter: "section.key" or "section"}}
+#: what a stage's notebook takes besides ``params`` (its own section) and ``seed``:
+#: {stage: {notebook parameter: "section" or "section.key"}}
 IMPORTS = {
+    "collect": {"paths": "paths.collect"},
     "annotate": {"guard": "guard"},
-    "filter": {"guard": "guard"},
+    "filter": {"guard": "guard", "baselines": "annotate.baselines"},
+    "train_webiml": {"coco": "paths.coco"},
+    "train_boxprompt": {"sam_checkpoint": "paths.sam_checkpoint"},
     "benchmark": {"webiml_variants": "train_webiml.variants", "webiml_seeds": "train_webiml.seeds",
                   "boxprompt_students": "train_boxprompt.students", "boxprompt_seeds": "train_boxprompt.seeds"},
+    "check_real": {"register": "collect.register", "guard": "guard", "qes_threshold": "filter.qes_threshold"},
 }
+REAL_DIR = "data/real"  # paths.real.<name> is linked here (webiml.stage link)
+
+
+def _lookup(params: dict, dotted: str, stage: str):
+    section, _, key = dotted.partition(".")
+    if section not in params or (key and key not in (params[section] or {})):
+        raise KeyError(f"params.yaml has no {dotted!r} (the {stage!r} stage reads it)")
+    return params[section][key] if key else params[section]
 
 
 def stage_parameters(params: dict, stage: str) -> dict:
+    """The notebook parameters of ``stage``: ``params`` (its whole section, less the keys dvc.yaml's
+    matrix reads), the global keys and its imports (:data:`IMPORTS`)."""
     if stage not in params:
         raise KeyError(f"params.yaml has no section {stage!r}")
-    p = dict(params[stage])
-    p.update({k: params[k] for k in GLOBAL_KEYS if k in params})
-    for name, dotted in IMPORTS.get(stage, {}).items():
-        section, _, key = dotted.partition(".")
-        if not key:
-            if section in params:
-                p[name] = params[section]
-        elif key in params.get(section, {}):
-            p[name] = params[section][key]
-    return p
+    section = {k: v for k, v in (params[stage] or {}).items() if k not in MATRIX_KEYS.get(stage, ())}
+    out = {k: params[k] for k in GLOBAL_KEYS if k in params}
+    out["params"] = section
+    out.update({name: _lookup(params, dotted, stage) for name, dotted in IMPORTS.get(stage, {}).items()})
+    return out
 
 
 def _parameters_cell(path: str | os.PathLike) -> list:
@@ -77,27 +89,58 @@ def _parameters_cell(path: str | os.PathLike) -> list:
     return [node for node in ast.parse(source).body if isinstance(node, ast.Assign)]
 
 
-def notebook_parameters(path: str | os.PathLike) -> list[str]:
-    """Names the tagged ``parameters`` cell of a notebook assigns, in order."""
-    return [t.id for node in _parameters_cell(path) for t in node.targets if hasattr(t, "id")]
-
-
 def notebook_defaults(path: str | os.PathLike) -> dict:
-    """The literal values the tagged ``parameters`` cell of a notebook assigns."""
+    """The literal values the tagged ``parameters`` cell of a notebook assigns, in order."""
     import ast
 
     return {t.id: ast.literal_eval(node.value) for node in _parameters_cell(path) for t in node.targets if hasattr(t, "id")}
 
 
-def check_parameters(stage: str, params: dict, notebook: str | os.PathLike) -> None:
-    """Raise ``ValueError`` naming any key of the stage's params section that its notebook does
-    not take (a typo would otherwise be injected as an unused variable and ignored)."""
-    allowed = notebook_parameters(notebook)
-    unknown = sorted(set(params) - set(allowed))
+def check_parameters(stage: str, parameters: dict, notebook: str | os.PathLike) -> None:
+    """Raise ``ValueError`` naming any key of the stage's params section (or any extra parameter)
+    its notebook does not take: Papermill would otherwise inject a typo and nobody would read it.
+    The allowed section keys are those of the notebook's own ``params`` dict."""
+    defaults = notebook_defaults(notebook)
+    allowed = list(defaults.get("params", {}))
+    unknown = sorted(set(parameters.get("params", {})) - set(allowed))
     if unknown:
-        own = [k for k in allowed if k not in GLOBAL_KEYS]
         raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in params "
-                         f"section {stage!r}; the stage takes: {', '.join(own)}")
+                         f"section {stage!r}; allowed: {', '.join(allowed)}")
+    extra = sorted(set(parameters) - set(defaults))
+    if extra:
+        raise ValueError(f"{notebook}: no parameter {', '.join(map(repr, extra))} (it takes {', '.join(defaults)})")
+
+
+def present(path: str | os.PathLike | None) -> bool:
+    """Whether a data path is there: a file, or a folder with something in it (an absent
+    ``paths.real`` folder is linked as an empty one)."""
+    if not path:
+        return False
+    p = Path(path)
+    return p.is_file() or (p.is_dir() and any(p.iterdir()))
+
+
+def link_real(root: str | os.PathLike = ".") -> dict[str, str]:
+    """Link each ``paths.real.<name>`` folder as ``data/real/<name>``, a DVC dependency of the stages
+    that read it; an absent (or null) folder gets an empty one, so those stages run and skip it.
+    Only links and empty folders are ever replaced; returns {name: what it points to or "absent"}."""
+    root = Path(root).resolve()
+    out = {}
+    for name, path in ((workspace_params(root).get("paths") or {}).get("real") or {}).items():
+        dst = root / REAL_DIR / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        target = (root / path).resolve() if path else None
+        want = os.path.relpath(target, dst.parent) if target is not None and target.is_dir() else None
+        if dst.is_symlink() and (want is None or os.readlink(dst) != want):
+            dst.unlink()
+        elif want is not None and dst.is_dir() and not dst.is_symlink() and not any(dst.iterdir()):
+            dst.rmdir()
+        if want is not None and not dst.exists():
+            dst.symlink_to(want, target_is_directory=True)
+        elif want is None:
+            dst.mkdir(exist_ok=True)
+        out[name] = str(target) if want is not None else "absent"
+    return out
 
 
 def _stage_outputs(root: Path, stage: str) -> list[str]:
@@ -117,8 +160,8 @@ def notebook_setup(stage: str, namespace: dict) -> Path:
 
     Finds the workspace root (from the working directory up) and changes into it. Run by the stage
     runner (``scratch=False``) nothing else changes. Opened interactively (``scratch=True``, the
-    notebook's default), parameters still at the notebook's own defaults take the workspace's
-    ``params.yaml`` values, and every parameter naming one of the stage's DVC outputs (or a folder
+    notebook's default), parameters (and keys of ``params``) still at the notebook's own defaults take
+    the workspace's ``params.yaml`` values, and every parameter naming one of the stage's DVC outputs (or a folder
     holding one) is moved under ``scratch/<stage>/``, so the pipeline's outputs are never overwritten.
     Returns the root.
     """
@@ -126,15 +169,15 @@ def notebook_setup(stage: str, namespace: dict) -> Path:
     os.chdir(root)
     if not namespace.get("scratch", True):
         return root
-    notebook = root / "notebooks" / f"{STAGES[stage]}.ipynb"
-    literal = notebook_defaults(notebook)
-    params = stage_parameters(load_params(root / "params.yaml"), stage)
-    marker = root / REPO_MARKER
-    if marker.is_file():
-        _rebase_paths(params, (root / marker.read_text().strip()).resolve(), root)
-    for k, v in params.items():
-        if k in literal and k in namespace and namespace[k] == literal[k]:
+    literal = notebook_defaults(root / "notebooks" / f"{STAGES[stage]}.ipynb")
+    for k, v in stage_parameters(workspace_params(root), stage).items():
+        if k not in literal or k not in namespace:
+            continue
+        mine, lit = namespace[k], literal[k]
+        if mine == lit:
             namespace[k] = v
+        elif isinstance(mine, dict) and isinstance(lit, dict) and isinstance(v, dict):  # keys the user changed stay
+            namespace[k] = {**v, **{kk: vv for kk, vv in mine.items() if kk not in lit or lit[kk] != vv}}
     outs = _stage_outputs(root, stage)
     scratch = Path(SCRATCH) / stage
 
@@ -148,11 +191,27 @@ def notebook_setup(stage: str, namespace: dict) -> Path:
         if isinstance(v, str) and not os.path.isabs(v) and tracked(v):
             namespace[k] = (scratch / v).as_posix()
             moved.append(k)
-        elif isinstance(v, dict) and k in PATH_DICT_KEYS:
-            namespace[k] = {n: (scratch / p).as_posix() if isinstance(p, str) and tracked(p) else p for n, p in v.items()}
     print(f"Interactive run in {root}: parameters from its params.yaml; outputs ({', '.join(moved) or 'none'}) "
           f"go to {scratch}/ instead of the pipeline's files (pass scratch=False to write those).")
     return root
+
+
+def workspace_params(root: str | os.PathLike = ".") -> dict:
+    """The workspace's ``params.yaml``; in a size workspace the ``paths`` section, written relative
+    to the repository, is made relative to the workspace."""
+    root = Path(root).resolve()
+    params = load_params(root / "params.yaml")
+    marker = root / REPO_MARKER
+    if marker.is_file() and "paths" in params:
+        repo = (root / marker.read_text().strip()).resolve()
+
+        def rebase(v):
+            if isinstance(v, dict):
+                return {k: rebase(x) for k, x in v.items()}
+            return os.path.relpath(repo / v, root) if isinstance(v, str) and not os.path.isabs(v) else v
+
+        params["paths"] = rebase(params["paths"])
+    return params
 
 
 def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True, extra: dict | None = None, tag: str | None = None) -> Path:
@@ -161,20 +220,15 @@ def run_stage(stage: str, root: str | os.PathLike = ".", log_output: bool = True
     ``extra`` adds notebook parameters (a DVC ``matrix`` item, e.g. ``variant``); ``tag`` names the
     executed copy ``<notebook>@<tag>.ipynb`` so matrix items do not overwrite each other.
     """
-    import papermill as pm
-
     if stage not in STAGES:
         raise KeyError(f"unknown stage {stage!r}; known: {sorted(STAGES)}")
     root = Path(root).resolve()
-    params = stage_parameters(load_params(root / "params.yaml"), stage)
-    marker = root / REPO_MARKER
-    if marker.is_file():  # a size workspace: data paths in params are relative to the repository
-        _rebase_paths(params, (root / marker.read_text().strip()).resolve(), root)
+    params = stage_parameters(workspace_params(root), stage)
     params.update(extra or {})
-    for k in MATRIX_KEYS.get(stage, ()):
-        params.pop(k, None)
     src = root / "notebooks" / f"{STAGES[stage]}.ipynb"
     check_parameters(stage, params, src)
+    import papermill as pm  # after the check: a typo fails before the second it takes to import
+
     params["scratch"] = False  # the pipeline's own run: write the stage's outputs
     dst = root / "reports" / "notebooks" / (f"{STAGES[stage]}@{tag}.ipynb" if tag else f"{STAGES[stage]}.ipynb")
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -252,6 +306,7 @@ def make_workspace(size: str, dest: str | os.PathLike, repo: str | os.PathLike =
             if remote in conf["remote"]:
                 subprocess.run([sys.executable, "-m", "dvc", "remote", "add", "--local", "-d", "-q", remote,
                                 conf["remote"][remote]["url"]], cwd=dest, check=True)
+    link_real(dest)
     return dest
 
 
@@ -260,20 +315,6 @@ def _cache_dir(repo: Path) -> Path:
     p = subprocess.run([sys.executable, "-m", "dvc", "cache", "dir"], cwd=repo, capture_output=True, text=True)
     out = p.stdout.strip()
     return Path(out) if p.returncode == 0 and out else repo / ".dvc" / "cache"
-
-
-def _rebase_paths(params: Any, repo: Path, dest: Path) -> None:
-    """Relative data paths in params are relative to ``repo``; make them work from ``dest`` (in place)."""
-    if isinstance(params, dict):
-        for k, v in params.items():
-            if k in PATH_KEYS and isinstance(v, str) and not os.path.isabs(v):
-                params[k] = os.path.relpath(repo / v, dest)
-            elif k in PATH_DICT_KEYS and isinstance(v, dict):
-                for name, path in v.items():
-                    if isinstance(path, str) and not os.path.isabs(path) and not path.startswith("data/"):
-                        v[name] = os.path.relpath(repo / path, dest)
-            else:
-                _rebase_paths(v, repo, dest)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,9 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     w = sub.add_parser("workspace", help="write a pipeline copy for another size")
     w.add_argument("size")
     w.add_argument("dest")
+    ln = sub.add_parser("link", help=f"link the paths.real folders as {REAL_DIR}/<name> (an empty folder when absent)")
+    ln.add_argument("root", nargs="?", default=".")
     args = p.parse_args(argv)
     if args.cmd == "workspace":
         print(make_workspace(args.size, args.dest))
+    elif args.cmd == "link":
+        for name, target in link_real(args.root).items():
+            print(f"{REAL_DIR}/{name} -> {target}")
     else:
         extra = {}
         for kv in args.set:

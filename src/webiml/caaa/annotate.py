@@ -50,6 +50,7 @@ import numpy as np
 from .. import io
 from . import guard as label_guard
 from .guard import GuardConfig, mask_fraction, verdict
+from .methods import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,24 @@ def build_annotator(spec: str, **kwargs) -> Annotator:
     if not (hasattr(ann, "annotate_batch") and isinstance(getattr(ann, "name", None), str)):
         raise TypeError(f"{spec} did not give an annotator (needs a str `name` and `annotate_batch`)")
     return ann
+
+
+def build_method(name: str, models_dir: str | Path = "models/annotators", device: str = "auto", tta: bool = True,
+                 route: str = "auto", reuse: str | Path | None = None) -> Annotator:
+    """The annotator of a named method (:data:`webiml.caaa.methods.METHODS`). ``reuse``: for
+    ``caaa-classifier``, the folder of the ``caaa`` run whose DASS masks it may reuse where both
+    routes agree (same models, same TTA)."""
+    if name not in METHODS:
+        raise ValueError(f"unknown annotation method {name!r}; known: {', '.join(METHODS)}")
+    m = METHODS[name]
+    if not m.trained:
+        return build_annotator(m.annotator, **m.options)
+    kw = {"models_dir": models_dir, "device": device, "tta": tta}
+    if m.annotator == "caaa":
+        kw["route"] = route
+        if name != "caaa" and reuse is not None:
+            kw["reuse"] = reuse
+    return build_annotator(m.annotator, **{**kw, **m.options})
 
 
 # ---------------------------------------------------------------------------------- loading
