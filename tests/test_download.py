@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -128,6 +129,15 @@ class _Handler(BaseHTTPRequestHandler):
                 half = len(st.png) // 2
                 self._send(200, st.png[:half], "image/png", length=len(st.png))
                 self.close_connection = True
+        elif path == "/stall.png":
+            if self.headers.get("Range"):
+                self._send_png_with_range()
+            else:
+                half = len(st.png) // 2
+                self._send(200, st.png[:half], "image/png", length=len(st.png))
+                self.wfile.flush()
+                time.sleep(SLOW_SLEEP)
+                self.close_connection = True
         elif path == "/norange.png":
             self._send(200, st.png, "image/png")
         else:
@@ -210,6 +220,14 @@ def test_timeout_retried_then_reported(srv, tmp_path):
     assert not dest.exists() and not _part(dest).exists()
 
 
+def test_connection_refused_retried_not_timeout(srv, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    res = download(f"http://127.0.0.1:{port}/x.png", tmp_path / "x.png", FAST)
+    assert not res.ok and res.reason == "connection-error" and res.attempts == FAST.retries + 1
+
+
 def test_flaky_503_recovers(srv, tmp_path):
     base, state = srv
     state.flaky_failures_left = 2
@@ -288,6 +306,15 @@ def test_truncated_body_is_retried_and_resumed(srv, tmp_path):
     assert dest.read_bytes() == state.png
 
 
+def test_read_timeout_mid_body_is_resumed(srv, tmp_path):
+    base, state = srv
+    dest = tmp_path / "st.png"
+    res = download(f"{base}/stall.png", dest, DownloadPolicy(timeout=0.3, retries=2, backoff=0.01))
+    assert res.ok and res.attempts == 2
+    assert state.ranges("/stall.png") == [None, f"bytes={len(state.png) // 2}-"]
+    assert dest.read_bytes() == state.png
+
+
 def test_resume_against_server_ignoring_range_restarts(srv, tmp_path):
     base, state = srv
     dest = tmp_path / "nr.png"
@@ -329,6 +356,28 @@ def test_bad_url(url, tmp_path):
     res = download(url, tmp_path / "x.png")
     assert not res.ok and res.reason == "bad-url" and res.attempts == 0
     assert not (tmp_path / "x.png").exists()
+
+
+def test_retries_are_urllib3_retry():
+    from urllib3 import HTTPResponse
+    from urllib3.util.retry import Retry
+
+    from webiml.download import MAX_WAIT, RETRY_STATUSES, _session
+
+    policy = DownloadPolicy(retries=4, backoff=0.25)
+    with _session(policy) as session:
+        for scheme in ("http", "https"):
+            retry = session.get_adapter(f"{scheme}://example.org/x.png").max_retries
+            assert isinstance(retry, Retry)
+            assert retry.total == 4 and retry.backoff_factor == 0.25
+            assert set(retry.status_forcelist) == set(RETRY_STATUSES) == {429, 500, 502, 503, 504}
+            assert retry.raise_on_status is False
+    # A server's Retry-After is honoured but capped; a malformed one falls back to the backoff.
+    wait = retry.get_retry_after
+    assert wait(HTTPResponse(headers={"Retry-After": "2"})) == 2
+    assert wait(HTTPResponse(headers={"Retry-After": "86400"})) == MAX_WAIT
+    assert wait(HTTPResponse(headers={"Retry-After": "soon"})) is None
+    assert wait(HTTPResponse(headers={})) is None
 
 
 def test_policy_rejects_nonsense():

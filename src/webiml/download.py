@@ -2,47 +2,47 @@
 
 Used only when the ``url-manifest`` source is picked explicitly; nothing here
 touches the network unless :func:`download` or :func:`fetch_pair` is called.
-Standard library only.
+HTTP(S) goes through a ``requests.Session`` whose adapter retries with urllib3's
+``Retry``; ``file://`` URLs are copied locally.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import http.client
 import logging
 import os
 import re
-import socket
+import shutil
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
-__all__ = [
-    "DownloadPolicy",
-    "DownloadResult",
-    "ManifestRow",
-    "download",
-    "fetch_pair",
-    "read_url_manifest",
-]
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+__all__ = ["DownloadPolicy", "DownloadResult", "ManifestRow", "download", "fetch_pair", "read_url_manifest"]
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+MAX_WAIT = 30.0  # seconds: cap on backoff and on a server's Retry-After
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 FORGED_ALIASES = ("forged", "forged_url", "photoshop", "photoshop_url", "fake", "url_forged")
 AUTHENTIC_ALIASES = ("authentic", "authentic_url", "original", "original_url", "source", "url_original")
 
 _ALLOWED_SCHEMES = ("http", "https", "file")
+_RESTART = "restart"  # internal reason: the answer cannot extend the .part file
 
 
 @dataclass(frozen=True)
 class DownloadPolicy:
-    """Limits and retry behaviour for :func:`download`."""
+    """Limits and retry behaviour for :func:`download`; ``backoff`` is urllib3's ``backoff_factor``."""
 
     timeout: float = 15.0
     retries: int = 3
@@ -77,33 +77,37 @@ class DownloadResult:
 
 
 class _Failure(Exception):
-    def __init__(self, reason: str, detail: str, retryable: bool) -> None:
+    """A failed fetch. ``transient``: keep a non-empty .part; ``resume``: worth another request now."""
+
+    def __init__(self, reason: str, detail: str, transient: bool, resume: bool = False) -> None:
         super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.retryable = retryable
+        self.reason, self.detail, self.transient, self.resume = reason, detail, transient, resume
 
 
-class _RestartFromScratch(Exception):
-    """The server's partial answer cannot extend the existing .part file."""
+class _Retry(Retry):
+    """urllib3 ``Retry`` that caps a server's Retry-After at ``MAX_WAIT`` and ignores a malformed one."""
+
+    def get_retry_after(self, response) -> float | None:
+        try:
+            after = super().get_retry_after(response)
+        except urllib3.exceptions.InvalidHeader:
+            return None  # fall back to the exponential backoff
+        return None if after is None else min(after, MAX_WAIT)
 
 
-def _build_opener() -> urllib.request.OpenerDirector:
-    # Hand-built so that no FTP/data handlers exist: a redirect can never
-    # leave http/https, and file:// is only reachable when asked for directly.
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler(),
-        urllib.request.UnknownHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
-        urllib.request.HTTPDefaultErrorHandler(),
-        urllib.request.HTTPRedirectHandler(),
-        urllib.request.HTTPErrorProcessor(),
-        urllib.request.FileHandler(),
-    ):
-        opener.add_handler(handler)
-    return opener
+def _session(policy: DownloadPolicy, retries: int | None = None) -> requests.Session:
+    """A session whose http(s) adapter retries errors and 429/5xx answers with urllib3's ``Retry``."""
+    total = policy.retries if retries is None else retries
+    # raise_on_status=False: once retries run out, the last 429/5xx answer comes back as a response.
+    retry = _Retry(total=total, backoff_factor=policy.backoff, backoff_max=MAX_WAIT,
+                   status_forcelist=RETRY_STATUSES, raise_on_status=False)
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    # identity: Range offsets and Content-Length then count the bytes we store.
+    session.headers.update({"User-Agent": policy.user_agent, "Accept-Encoding": "identity"})
+    return session
 
 
 def _check_url(url: str) -> str | None:
@@ -117,8 +121,8 @@ def _check_url(url: str) -> str | None:
         return f"unsupported scheme {scheme!r}"
     if scheme in ("http", "https") and not parts.hostname:
         return "missing host"
-    if scheme == "file" and not parts.path:
-        return "missing path"
+    if scheme == "file" and (not parts.path or parts.netloc not in ("", "localhost")):
+        return "file URL must name a local path"
     return None
 
 
@@ -129,16 +133,6 @@ def _content_type_ok(content_type: str | None, allowed: tuple[str, ...]) -> bool
     if not ctype or ctype == "application/octet-stream":
         return True
     return any(ctype.startswith(prefix.lower()) for prefix in allowed)
-
-
-def _int_header(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        n = int(value.strip())
-    except ValueError:
-        return None
-    return n if n >= 0 else None
 
 
 def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
@@ -152,99 +146,127 @@ def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
     return int(m.group(1)), total
 
 
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+def _caused_by(exc: BaseException | None, types) -> bool:
+    """True if ``exc`` or an exception it wraps (requests -> urllib3 -> socket) is one of ``types``."""
+    while exc is not None:
+        if isinstance(exc, types):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
-def _is_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, (TimeoutError, socket.timeout)) or "timed out" in str(exc).lower()
+def _error_failure(exc: BaseException, what: str, resume: bool) -> _Failure:
+    timeout = _caused_by(exc, (TimeoutError, requests.Timeout, urllib3.exceptions.TimeoutError))
+    # urllib3's NewConnectionError (e.g. refused) subclasses its ConnectTimeoutError: not a timeout.
+    refused = _caused_by(exc, urllib3.exceptions.NewConnectionError)
+    reason = "timeout" if timeout and not refused else "connection-error"
+    return _Failure(reason, f"{what}: {type(exc).__name__}: {exc}", transient=True, resume=resume)
 
 
-def _attempt(
-    opener: urllib.request.OpenerDirector, url: str, part: Path, policy: DownloadPolicy, is_file: bool
-) -> None:
-    """One request; on success ``part`` holds the complete body. Raises _Failure / _RestartFromScratch."""
-    offset = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": policy.user_agent}
-    if offset and not is_file:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
+def _save(resp: requests.Response, part: Path, offset: int, policy: DownloadPolicy) -> None:
+    """Stream ``resp`` into ``part`` (appending to ``offset`` bytes on a matching 206); raises _Failure."""
+    status = resp.status_code
+    if status == 416 and offset:
+        raise _Failure(_RESTART, f"HTTP 416 for Range bytes={offset}-", transient=False, resume=True)
+    if not 200 <= status < 300:
+        raise _Failure(f"http-{status}", f"HTTP {status} {resp.reason}", transient=status in RETRY_STATUSES)
+    ctype = resp.headers.get("Content-Type")
+    if not _content_type_ok(ctype, policy.allowed_types):
+        raise _Failure("bad-content-type", f"Content-Type {ctype!r}", transient=False)
 
-    try:
-        response = opener.open(request, timeout=policy.timeout)
-    except urllib.error.HTTPError as exc:
-        code = exc.code
-        exc.close()
-        if code == 416 and offset:
-            raise _RestartFromScratch(f"HTTP 416 for Range bytes={offset}-") from None
-        retryable = code >= 500 or code == 429
-        raise _Failure(f"http-{code}", f"HTTP {code} {exc.reason}", retryable) from None
-    except urllib.error.URLError as exc:
-        inner = exc.reason
-        if is_file:
-            if isinstance(inner, FileNotFoundError):
-                raise _Failure("http-404", f"file not found: {inner}", False) from None
-            raise _Failure("connection-error", f"cannot open local file: {inner}", False) from None
-        if isinstance(inner, BaseException) and _is_timeout(inner):
-            raise _Failure("timeout", f"timed out: {inner}", True) from None
-        raise _Failure("connection-error", f"{inner}", True) from None
-    except (http.client.InvalidURL, ValueError) as exc:
-        raise _Failure("bad-url", str(exc), False) from None
-    except (OSError, http.client.HTTPException) as exc:
-        if _is_timeout(exc):
-            raise _Failure("timeout", f"timed out: {exc}", True) from None
-        raise _Failure("connection-error", f"{type(exc).__name__}: {exc}", True) from None
+    length_header = resp.headers.get("Content-Length", "").strip()
+    length = int(length_header) if length_header.isdecimal() else None
+    start, expected, mode = 0, length, "wb"  # a 200 to a Range request: the server restarts us
+    if status == 206:
+        content_range = _parse_content_range(resp.headers.get("Content-Range"))
+        if content_range is None or content_range[0] != offset:
+            detail = f"206 with Content-Range {resp.headers.get('Content-Range')!r} for offset {offset}"
+            raise _Failure(_RESTART, detail, transient=False, resume=True)
+        start, total = content_range
+        expected = total if total is not None else (start + length if length is not None else None)
+        mode = "ab"
+    if expected is not None and expected > policy.max_bytes:
+        raise _Failure("too-large", f"{expected} bytes > max_bytes={policy.max_bytes}", transient=False)
 
-    with response:
-        status = response.status if not is_file else 200
-        if not is_file and not _content_type_ok(response.headers.get("Content-Type"), policy.allowed_types):
-            raise _Failure(
-                "bad-content-type", f"Content-Type {response.headers.get('Content-Type')!r}", False
-            )
-
-        length = _int_header(response.headers.get("Content-Length"))
-        if status == 206:
-            content_range = _parse_content_range(response.headers.get("Content-Range"))
-            if content_range is None or content_range[0] != offset:
-                raise _RestartFromScratch(
-                    f"206 with Content-Range {response.headers.get('Content-Range')!r} for offset {offset}"
-                )
-            start, total = content_range
-            expected = total if total is not None else (start + length if length is not None else None)
-            mode = "ab"
-        else:
-            start = 0
-            expected = length
-            mode = "wb"
-
-        if expected is not None and expected > policy.max_bytes:
-            raise _Failure("too-large", f"{expected} bytes > max_bytes={policy.max_bytes}", False)
-
-        written = start
-        with open(part, mode) as fh:
-            while True:
-                try:
-                    chunk = response.read(CHUNK_SIZE)
-                except (socket.timeout, TimeoutError):
-                    raise _Failure("timeout", f"timed out while reading after {written} bytes", True) from None
-                except (ConnectionError, http.client.HTTPException) as exc:
-                    raise _Failure(
-                        "connection-error", f"{type(exc).__name__} after {written} bytes", True
-                    ) from None
-                if not chunk:
-                    break
+    written = start
+    with open(part, mode) as fh:
+        try:
+            # Raw bytes as served (counts match the headers); read1 returns what has arrived,
+            # so a stall mid-body still leaves that much in ``part`` to resume from.
+            for chunk in iter(lambda: resp.raw.read1(CHUNK_SIZE, decode_content=False), b""):
                 written += len(chunk)
                 if written > policy.max_bytes:
-                    raise _Failure("too-large", f"body exceeds max_bytes={policy.max_bytes}", False)
+                    raise _Failure("too-large", f"body exceeds max_bytes={policy.max_bytes}", transient=False)
                 fh.write(chunk)
+        except urllib3.exceptions.HTTPError as exc:  # urllib3 wraps socket errors and short reads
+            raise _error_failure(exc, f"reading after {written} bytes", resume=True) from None
+    if expected is not None and written != expected:
+        detail = f"incomplete body: got {written} of {expected} bytes"
+        raise _Failure("connection-error", detail, transient=True, resume=True)
 
-        if expected is not None and written != expected:
-            raise _Failure(
-                "connection-error", f"incomplete body: got {written} of {expected} bytes", True
-            )
+
+def _fetch(session: requests.Session, url: str, part: Path, policy: DownloadPolicy) -> tuple[int, _Failure | None]:
+    """One GET, retried by urllib3, into ``part``; returns (requests made, failure or None)."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else None
+    try:
+        resp = session.get(url, headers=headers, stream=True, timeout=policy.timeout)
+    except requests.RequestException as exc:
+        if isinstance(exc, ValueError):  # InvalidURL, InvalidSchema (e.g. a redirect to file://), ...
+            return 1, _Failure("bad-url", f"{type(exc).__name__}: {exc}", transient=False)
+        # Retry raises MaxRetryError once its budget is spent: every allowed request was made.
+        exhausted = _caused_by(exc, urllib3.exceptions.MaxRetryError)
+        n = session.get_adapter(url).max_retries.total + 1 if exhausted else 1
+        return n, _error_failure(exc, "request failed", resume=False)
+    with resp:
+        n = 1 + len(resp.raw.retries.history)  # the retries urllib3 made before this answer
+        try:
+            _save(resp, part, offset, policy)
+        except _Failure as failure:
+            return n, failure
+    return n, None
+
+
+def _download_http(url: str, part: Path, policy: DownloadPolicy) -> tuple[int, _Failure | None]:
+    """Fetch ``url`` into ``part``; returns (requests made, failure or None)."""
+    # urllib3's Retry only covers failures up to the response headers. A body cut short
+    # (or a read timeout mid-stream) surfaces later, while we read; this loop resumes it
+    # with a Range request, from the same budget of ``retries + 1`` requests.
+    attempts, budget, restarted = 0, policy.retries + 1, False
+    failure: _Failure | None = None
+    while attempts < budget:
+        with _session(policy, retries=budget - attempts - 1) as session:
+            n, failure = _fetch(session, url, part, policy)
+        attempts += n
+        if failure is None or not failure.resume:
+            break
+        if failure.reason == _RESTART:
+            part.unlink(missing_ok=True)
+            if not restarted:  # one free restart: a stale .part is our problem, not the server's
+                restarted, budget = True, budget + 1
+                log.debug("restarting %s from scratch: %s", url, failure.detail)
+                continue
+            detail = f"unusable partial response: {failure.detail}"
+            failure = _Failure("connection-error", detail, transient=True, resume=True)
+        if attempts < budget:
+            log.debug("resuming %s after %s (%s)", url, failure.reason, failure.detail)
+            time.sleep(policy.backoff)
+    return attempts, failure
+
+
+def _copy_file(url: str, part: Path, policy: DownloadPolicy) -> _Failure | None:
+    """The ``file://`` branch (requests has no file adapter): copy the local file into ``part``."""
+    src = Path(url2pathname(urlsplit(url).path))
+    try:
+        size = src.stat().st_size
+        if size > policy.max_bytes:
+            return _Failure("too-large", f"{size} bytes > max_bytes={policy.max_bytes}", transient=False)
+        shutil.copyfile(src, part)
+    except FileNotFoundError as exc:
+        return _Failure("http-404", f"file not found: {exc}", transient=False)
+    except OSError as exc:
+        return _Failure("connection-error", f"cannot read local file: {exc}", transient=False)
+    return None
 
 
 def download(url: str, dest: Path, policy: DownloadPolicy = DownloadPolicy()) -> DownloadResult:
@@ -270,50 +292,21 @@ def download(url: str, dest: Path, policy: DownloadPolicy = DownloadPolicy()) ->
         log.info("bad url %r: %s", url, problem)
         return DownloadResult(url=url, path=None, ok=False, reason="bad-url", detail=problem)
 
-    is_file = urlsplit(url).scheme.lower() == "file"
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    opener = _build_opener()
+    if urlsplit(url).scheme.lower() == "file":
+        attempts, failure = 1, _copy_file(url, part, policy)
+    else:
+        attempts, failure = _download_http(url, part, policy)
 
-    attempts = 0
-    restarted = False
-    failure: _Failure | None = None
-    max_attempts = policy.retries + 1
-    while attempts < max_attempts:
-        attempts += 1
-        try:
-            _attempt(opener, url, part, policy, is_file)
-        except _RestartFromScratch as exc:
-            _unlink(part)
-            if not restarted:
-                # One free restart: a stale .part is our problem, not the server's.
-                restarted = True
-                max_attempts += 1
-                log.debug("restarting %s from scratch: %s", url, exc)
-                continue
-            failure = _Failure("connection-error", f"unusable partial response: {exc}", True)
-        except _Failure as exc:
-            failure = exc
-        else:
-            os.replace(part, dest)
-            return DownloadResult(
-                url=url, path=dest, ok=True, reason=None, n_bytes=dest.stat().st_size, attempts=attempts
-            )
-
-        if not failure.retryable:
-            break
-        if attempts < max_attempts:
-            delay = policy.backoff * 2 ** (attempts - 1)
-            log.debug(
-                "attempt %d/%d for %s failed (%s: %s); retrying in %.2fs",
-                attempts, max_attempts, url, failure.reason, failure.detail, delay,
-            )
-            time.sleep(delay)
-
-    assert failure is not None
+    if failure is None:
+        os.replace(part, dest)
+        return DownloadResult(
+            url=url, path=dest, ok=True, reason=None, n_bytes=dest.stat().st_size, attempts=attempts
+        )
     # Keep a non-empty .part after transient failures so a later run can resume it.
-    if not failure.retryable or (part.exists() and part.stat().st_size == 0):
-        _unlink(part)
+    if not failure.transient or (part.exists() and part.stat().st_size == 0):
+        part.unlink(missing_ok=True)
     log.info("download failed for %s after %d attempt(s): %s (%s)", url, attempts, failure.reason, failure.detail)
     return DownloadResult(
         url=url, path=None, ok=False, reason=failure.reason, detail=failure.detail, attempts=attempts
