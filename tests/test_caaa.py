@@ -62,21 +62,64 @@ def test_dass_difference_is_float_not_wrapped_uint8():
 def test_model_shapes_and_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     d = M.DASS(M.DASSConfig(weights="none", size=64)).eval()
-    a, f = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
-    assert d(f, a).shape == (2, 1, 64, 64)
+    f, a = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    assert d(f, a)["logits"].shape == (2, 1, 64, 64)
     p = d.predict_tta(f, a)
     assert p.shape == (2, 1, 64, 64) and 0 <= float(p.min()) and float(p.max()) <= 1
     save_checkpoint(tmp_path / "d.pt", d, d.cfg, {"metrics": {"iou": 0.5}})
     d2, extra = load_checkpoint(tmp_path / "d.pt")
     assert extra["metrics"]["iou"] == 0.5 and isinstance(d2, M.DASS)
-    assert torch.allclose(d2(f, a), d(f, a), atol=1e-6)
+    assert torch.allclose(d2(f, a)["logits"], d(f, a)["logits"], atol=1e-6)
     c = M.CorrDINO(M.CorrConfig(weights="none", size=64)).train()
     assert not c.encoder.training  # the prior-feature encoder stays frozen, BN included
     assert all(not q.requires_grad for q in c.encoder.parameters())
-    assert c(f, a).shape == (2, 1, 64, 64)
+    assert c(f, a)["logits"].shape == (2, 1, 64, 64)
     k = M.PairClassifier(M.ClassifierConfig(weights="none", size=64))
     out = k(f, a)
     assert out["category"].shape == (2, 2) and out["box"].shape == (2, 8)
+
+
+def test_caaa_models_share_one_contract():
+    """Every CAAAv2 model (the unified baseline is a DASS): ``forward(forged, authentic) -> dict``,
+    ``loss(out, batch) -> (finite scalar with grad, parts)``, as the Web-IML and BoxPromptIML models;
+    the training steps go through ``loss``, and the inputs are not interchangeable (forged first)."""
+    from webiml.train_annotators import classifier_step
+
+    pool = make_pool(load_photos("train"), PoolConfig(n_pairs=4, size=64, base_side=(96, 128), max_side=128, min_side=96, crop=64),
+                     seed=0, progress=False)
+    b = batch_to(batch(pool, np.arange(4), np.random.default_rng(0), flip=False), torch.device("cpu"))
+    f, a = b["forged"], b["authentic"]
+    torch.manual_seed(0)
+    models = {"classifier": (M.PairClassifier(M.ClassifierConfig(weights="none", size=64, dropout=0.0)), classifier_step(64)),
+              "dass": (M.DASS(M.DASSConfig(weights="none", size=64)), dass_step),
+              "corr": (M.CorrDINO(M.CorrConfig(weights="none", size=64)), corr_step())}
+    for name, (model, step) in models.items():
+        model.train()
+        out = model(f, a)
+        assert isinstance(out, dict), name
+        if name == "classifier":
+            assert set(out) == {"category", "aligned", "box"}
+            helper = M.classifier_loss(out, b["category"], b["aligned"], b["box"])
+        else:
+            assert set(out) == {"logits"} and out["logits"].shape == (4, 1, 64, 64), name
+            helper = M.segmentation_loss(out["logits"], b["mask"])
+        loss, parts = model.loss(out, b)
+        assert isinstance(parts, dict) and loss.ndim == 0 and torch.isfinite(loss) and loss.requires_grad, name
+        assert torch.equal(loss, helper), name  # the free functions are the implementation
+        loss.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad), name
+        calls = []
+        model.loss = lambda out, target, _loss=model.loss: calls.append(set(out)) or _loss(out, target)
+        step_loss, _ = step(model, model, b)
+        assert calls == [set(out)] and torch.isfinite(step_loss), name  # the step goes through .loss
+        model.eval()
+        with torch.no_grad():
+            fwd, swapped = model(f, a), model(a, f)
+        assert list(fwd) == list(swapped) and not all(torch.allclose(fwd[k], swapped[k]) for k in fwd), name
+    corr = models["corr"][0]
+    with torch.no_grad():  # Corr-DINO-lite takes pairs of different sizes and answers at the forged one
+        big = torch.nn.functional.interpolate(a, size=(96, 96), mode="bilinear", align_corners=False)
+        assert corr(f, big)["logits"].shape == (4, 1, 64, 64) and corr(big, f)["logits"].shape == (4, 1, 96, 96)
 
 
 def test_corr_prior_feature_cache_gives_the_same_loss(tmp_path):
@@ -86,7 +129,7 @@ def test_corr_prior_feature_cache_gives_the_same_loss(tmp_path):
     torch.manual_seed(0)
     c = M.CorrDINO(M.CorrConfig(weights="none", size=64)).train()
     b = batch_to(batch(pool, np.array([0, 1, 1, 3]), np.random.default_rng(0)), torch.device("cpu"))
-    direct = M.segmentation_loss(c(b["forged"], b["authentic"]), b["mask"])
+    direct = c.loss(c(b["forged"], b["authentic"]), b)[0]
     step = corr_step(cache_mb=1024)
     first, again = step(c, c, b)[0], step(c, c, b)[0]  # computed, then read from the cache
     assert torch.allclose(first, direct, atol=1e-5) and torch.allclose(again, direct, atol=1e-5)
@@ -106,6 +149,8 @@ def test_corners_in_forged():
     assert np.allclose(corners_in_forged(np.eye(3), (100, 50), (100, 50)), [0, 0, 1, 0, 1, 1, 0, 1])
     half = np.diag([0.5, 0.5, 1.0])
     assert np.allclose(corners_in_forged(half, (101, 51), (101, 51)), [0, 0, 0.5, 0, 0.5, 0.5, 0, 0.5])
+    # sizes in the order (forged, authentic): a 101 × 51 authentic in the top-left of a 201 × 101 forged frame
+    assert np.allclose(corners_in_forged(np.eye(3), (201, 101), (101, 51)), [0, 0, 0.5, 0, 0.5, 0.5, 0, 0.5])
 
 
 def test_pool_labels_and_a_training_step_lowers_the_loss(tmp_path):
@@ -172,12 +217,12 @@ class _Const(torch.nn.Module):
         self.value, self.cfg = value, type("C", (), {"size": size, "max_side": 64, "min_side": 0})()
         self.calls = 0
 
-    def forward(self, x, y):
+    def forward(self, forged, authentic):
         self.calls += 1
-        return torch.full((x.shape[0], 1, x.shape[2], x.shape[3]), float(np.log(self.value / (1 - self.value))))
+        return {"logits": torch.full((forged.shape[0], 1, forged.shape[2], forged.shape[3]), float(np.log(self.value / (1 - self.value))))}
 
     def predict_tta(self, f, a):
-        return torch.sigmoid(self(f, a))
+        return torch.sigmoid(self(f, a)["logits"])
 
 
 def test_dass_native_runs_small_images_at_min_side_and_answers_at_their_size():
@@ -186,7 +231,7 @@ def test_dass_native_runs_small_images_at_min_side_and_answers_at_their_size():
     model = _Const(0.7)
     model.cfg.min_side, model.cfg.max_side = 96, 128
     seen = []
-    model.predict_tta = lambda f, a: (seen.append(tuple(f.shape[-2:])), torch.sigmoid(model(f, a)))[1]
+    model.predict_tta = lambda f, a: (seen.append(tuple(f.shape[-2:])), torch.sigmoid(model(f, a)["logits"]))[1]
     prob = dass_native(model, np.zeros((30, 48, 3), np.uint8), np.zeros((30, 48, 3), np.uint8))
     assert seen == [(64, 96)]  # 30 x 48 enlarged 2x to a 96 long side, padded to multiples of 32
     assert prob.shape == (30, 48) and np.allclose(prob, 0.7, atol=1e-4)

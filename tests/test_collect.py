@@ -249,7 +249,7 @@ def test_pairs_csv_valid_pair_is_registered(csv_run, csv_folder, valid_pair):
     assert rec.origin == {"forged": str(csv_folder / "forged/valid.jpg"), "authentic": str(csv_folder / "authentic/valid.jpg")}
     reg, _ = io.read_image(out / rec.authentic_registered)
     assert (reg.shape[1], reg.shape[0]) == tuple(rec.forged_size) == (390, 260)
-    err = transform_error(np.array(rec.transform), truth, rec.authentic_size, rec.forged_size)
+    err = transform_error(np.array(rec.transform), truth, rec.forged_size, rec.authentic_size)
     assert err < 1.0, f"transform error {err:.3f} px"
     # No truth for CSV pairs: the audit log is empty.
     assert _lines(audit / "audit.jsonl") == []

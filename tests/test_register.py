@@ -59,7 +59,7 @@ def accuracy(rgb):
         reg = register(forged, authentic)
         err = None
         if reg.matrix is not None:
-            err = transform_error(reg.matrix, truth, _sized(authentic), _sized(forged))
+            err = transform_error(reg.matrix, truth, _sized(forged), _sized(authentic))
         rows.append((name, scale, angle, reg, err))
     return rows
 
@@ -107,7 +107,7 @@ def test_same_size_but_shifted_is_registered_not_identity(rgb):
     reg = register(forged, authentic)
     assert reg.status == "registered"
     truth = np.array([[1, 0, -9], [0, 1, -6], [0, 0, 1]], np.float64)
-    assert transform_error(reg.matrix, truth, _sized(authentic), _sized(forged)) < 0.5
+    assert transform_error(reg.matrix, truth, _sized(forged), _sized(authentic)) < 0.5
 
 
 @pytest.mark.parametrize(
@@ -228,3 +228,8 @@ def test_transform_error_values():
     far = np.array([[1, 0, 1000], [0, 1, 0], [0, 0, 1]], np.float64)
     with pytest.raises(ValueError):
         transform_error(eye, far, (100, 80), (100, 80))
+    # sizes in the order (forged, authentic): the authentic grid {0, 8, ...}² lands 50 px right, and
+    # only x, y in {0, 8} fall inside the 60 × 9 forged frame; the estimate is 10% too large
+    true = np.array([[1, 0, 50], [0, 1, 0], [0, 0, 1]], np.float64)
+    est = np.array([[1.1, 0, 50], [0, 1.1, 0], [0, 0, 1]], np.float64)
+    assert transform_error(est, true, (60, 9), (100, 100)) == pytest.approx(0.1 * (8 + 8 + 8 * np.sqrt(2)) / 4)

@@ -539,7 +539,7 @@ def registration_quality(out: str | os.PathLike, audit: str | os.PathLike) -> li
         row = {"id": rec.id, "source": rec.source, "category": t["category"], "status": rec.flags[0],
                "error_px": None, "median_abs_diff_outside": None}
         if t["transform"] is not None and rec.transform is not None:
-            row["error_px"] = transform_error(np.array(rec.transform), np.array(t["transform"]), rec.authentic_size, rec.forged_size)
+            row["error_px"] = transform_error(np.array(rec.transform), np.array(t["transform"]), rec.forged_size, rec.authentic_size)
         if rec.authentic_registered is not None:
             f, _ = io.read_image(out / rec.forged)
             a, _ = io.read_image(out / rec.authentic_registered)

@@ -217,10 +217,11 @@ def _spread(points: np.ndarray) -> float:
 
 
 def transform_error(
-    estimated: np.ndarray, true: np.ndarray, authentic_size: tuple[int, int], forged_size: tuple[int, int], step: int = 8
+    estimated: np.ndarray, true: np.ndarray, forged_size: tuple[int, int], authentic_size: tuple[int, int], step: int = 8
 ) -> float:
-    """Mean distance, in forged-frame pixels, between where the two maps send a grid of authentic
-    pixels, over the pixels that truly land inside the forged frame."""
+    """Mean distance, in forged-frame pixels, between where the two maps (authentic → forged) send a
+    grid of authentic pixels, over the pixels that truly land inside the forged frame; sizes are
+    (width, height)."""
     w, h = authentic_size
     xs, ys = np.meshgrid(np.arange(0, w, step, dtype=np.float64), np.arange(0, h, step, dtype=np.float64))
     pts = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)])

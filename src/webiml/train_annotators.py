@@ -37,21 +37,19 @@ SHARED_KEYS = ("device", "precision", "threads", "weight_decay", "checkpoint_eve
 
 
 def classifier_step(size: int):
-    """The pair classifier's loss on pairs resized to ``size``²."""
-    from .caaa.models import classifier_loss
+    """The pair classifier's loss on pairs resized to ``size``²: ``model.loss(net(forged, authentic), batch)``."""
 
     def step(net: nn.Module, model: nn.Module, b: dict) -> tuple[torch.Tensor, dict]:
         f = nn.functional.interpolate(b["forged"], size=(size, size), mode="area")
         a = nn.functional.interpolate(b["authentic"], size=(size, size), mode="area")
-        return classifier_loss(net(f, a), b["category"], b["aligned"], b["box"]), {}
+        return model.loss(net(f, a), b)
 
     return step
 
 
 def dass_step(net: nn.Module, model: nn.Module, b: dict) -> tuple[torch.Tensor, dict]:
-    from .caaa.models import segmentation_loss
-
-    return segmentation_loss(net(b["forged"], b["registered"]), b["mask"]), {}
+    """DASS's (and the unified baseline's) loss on the forged crop and the registered authentic."""
+    return model.loss(net(b["forged"], b["registered"]), b)
 
 
 def corr_step(cache_mb: float = 1024.0):
@@ -59,14 +57,12 @@ def corr_step(cache_mb: float = 1024.0):
     pair (and flip) never change: each is computed once and kept while the cache holds ``cache_mb``;
     steps then cost little more than the head. Under DDP the whole forward goes through the
     wrapper (which synchronises the gradients), without the cache."""
-    from .caaa.models import segmentation_loss
-
     cache: dict[tuple[int, bool], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     free = [cache_mb * 2**20]
 
     def step(net: nn.Module, model: nn.Module, b: dict) -> tuple[torch.Tensor, dict]:
         if net is not model:
-            return segmentation_loss(net(b["forged"], b["authentic"]), b["mask"]), {}
+            return model.loss(net(b["forged"], b["authentic"]), b)
         keys = list(zip(b["index"].tolist(), b["flipped"].tolist()))
         todo = sorted({k for k in keys if k not in cache})
         fresh = {}
@@ -81,7 +77,7 @@ def corr_step(cache_mb: float = 1024.0):
         got = [cache.get(k) or fresh[k] for k in keys]
         ff = [torch.stack([g[0][i] for g in got]) for i in range(len(got[0][0]))]
         fa = [torch.stack([g[1][i] for g in got]) for i in range(len(got[0][1]))]
-        return segmentation_loss(model.from_features(ff, fa, b["forged"].shape[-2:]), b["mask"]), {}
+        return model.loss(model.from_features(ff, fa, b["forged"].shape[-2:]), b)
 
     return step
 
@@ -107,7 +103,7 @@ def evaluate_pool(model: nn.Module, kind: str, pool: Pool, indices: np.ndarray, 
         if kind == "dass":
             p = model.predict_tta(b["forged"], b["registered"])
         else:
-            p = torch.sigmoid(model(b["forged"], b["authentic"]))
+            p = torch.sigmoid(model(b["forged"], b["authentic"])["logits"])
         for k in range(len(idx)):
             rows.append(pixel_scores(p[k, 0].float().cpu().numpy(), b["mask"][k, 0].cpu().numpy() > 0.5))
     if kind == "classifier":

@@ -66,7 +66,7 @@ def dass_native(model, forged: np.ndarray, authentic_view: np.ndarray, tta: bool
         return to(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0, model_device(model))
 
     f, a = prep(forged), prep(authentic_view)
-    p = model.predict_tta(f, a) if tta else torch.sigmoid(model(f, a))
+    p = model.predict_tta(f, a) if tta else torch.sigmoid(model(f, a)["logits"])
     return _to_forged_size(p[0, 0, :nh, :nw], (h, w))
 
 
@@ -147,7 +147,7 @@ class CAAAnnotator:
             dev = model_device(self.corr)
             f = to(torch.stack([to_tensor(pairs[i].forged, s) for i in sdg]), dev)
             a = to(torch.stack([to_tensor(pairs[i].authentic, s) for i in sdg]), dev)
-            p = torch.sigmoid(self.corr(f, a))
+            p = torch.sigmoid(self.corr(f, a)["logits"])
             for k, i in enumerate(sdg):
                 probs[i] = _to_forged_size(p[k, 0], pairs[i].forged.shape[:2])
         return [

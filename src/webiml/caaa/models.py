@@ -1,11 +1,15 @@
 """The CAAAv2 networks: pair classifier, DASS (SPG annotator), Corr-DINO-lite (SDG annotator).
 
-All take uint8 RGB images prepared by :func:`prepare` (resized, normalised by the encoder's
-statistics). The unified baseline is a :class:`DASS` trained on both categories.
+One contract, as the Web-IML and BoxPromptIML models: ``forward(forged, authentic) -> dict`` (float
+RGB in [0, 1], B×3×H×W, the forged image always first; the segmenters give ``logits`` B×1×H×W at
+the forged image's size) and ``loss(out, target) -> (loss, {name: float})``, where ``target`` is a
+batch of :func:`webiml.caaa.pool.batch` (or any mapping with the keys the model's loss reads). The
+unified baseline is a :class:`DASS` trained on both categories.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
@@ -45,7 +49,8 @@ class ClassifierConfig:
 
 class PairClassifier(nn.Module):
     """6-channel input (forged, authentic); heads: category (SPG/SDG), aligned flag, and the
-    authentic image's four corners in the forged frame (8 numbers, normalised to [0, 1])."""
+    authentic image's four corners in the forged frame (8 numbers, normalised to [0, 1]).
+    The loss reads ``category`` (0 SPG, 1 SDG), ``aligned`` and ``box`` of the target."""
 
     CATEGORIES = ("spg", "sdg")
 
@@ -61,10 +66,15 @@ class PairClassifier(nn.Module):
         self.box = nn.Linear(256, 8)
 
     def forward(self, forged: torch.Tensor, authentic: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``category`` (B, 2) and ``aligned`` (B, 2) logits, ``box`` (B, 8) in [0, 1]."""
         x = torch.cat([_normalise(forged, self.mean, self.std), _normalise(authentic, self.mean, self.std)], 1)
         f = self.encoder(x)[-1]
         z = self.trunk(torch.cat([f.mean((2, 3)), f.amax((2, 3))], 1))
         return {"category": self.category(z), "aligned": self.aligned(z), "box": torch.sigmoid(self.box(z))}
+
+    def loss(self, out: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """:func:`classifier_loss` against ``target["category"]``, ``["aligned"]`` and ``["box"]``."""
+        return classifier_loss(out, target["category"], target["aligned"], target["box"]), {}
 
 
 def classifier_loss(out: dict, category: torch.Tensor, aligned: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
@@ -75,6 +85,17 @@ def classifier_loss(out: dict, category: torch.Tensor, aligned: torch.Tensor, bo
     spg = (category == 0).to(out["box"].dtype)
     box_loss = F.smooth_l1_loss(out["box"], box.to(out["box"].dtype), beta=0.05, reduction="none").mean(1)
     return loss + (box_loss * spg).mean()
+
+
+# ------------------------------------------------------------------------------- segmenters
+
+
+class _Segmenter(nn.Module):
+    """The segmenters' loss: :func:`segmentation_loss` of ``out["logits"]`` against ``target["mask"]``
+    (B×1×H×W float 0/1)."""
+
+    def loss(self, out: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return segmentation_loss(out["logits"], target["mask"]), {}
 
 
 # -------------------------------------------------------------------------------------- DASS
@@ -90,8 +111,9 @@ class DASSConfig:
     width: int = 64
 
 
-class DASS(nn.Module):
-    """SPG annotator: 9 channels [authentic, forged, |authentic − forged|] → mask logits.
+class DASS(_Segmenter):
+    """SPG annotator: ``forward(forged, authentic)`` with the authentic image registered to the
+    forged frame; 9 channels [authentic, forged, |authentic − forged|] → ``{"logits"}``.
 
     The difference is taken in float (a uint8 difference would wrap around)."""
 
@@ -106,22 +128,24 @@ class DASS(nn.Module):
 
     @staticmethod
     def inputs(forged: torch.Tensor, authentic: torch.Tensor) -> torch.Tensor:
+        """The 9 channels before normalisation (the encoder's channel order: authentic first)."""
         return torch.cat([authentic, forged, (authentic - forged).abs()], 1)
 
-    def forward(self, forged: torch.Tensor, authentic: torch.Tensor) -> torch.Tensor:
+    def forward(self, forged: torch.Tensor, authentic: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``logits`` (B, 1, H, W) at the forged image's size."""
         a = _normalise(authentic, self.mean, self.std)
         f = _normalise(forged, self.mean, self.std)
         d = (authentic - forged).abs() * 4.0 - 1.0  # differences are small: spread them over the input range
         feats = self.encoder(torch.cat([a, f, d], 1))
         y = self.head(self.decoder(feats[1:]))
-        return F.interpolate(y, size=forged.shape[-2:], mode="bilinear", align_corners=False)
+        return {"logits": F.interpolate(y, size=forged.shape[-2:], mode="bilinear", align_corners=False)}
 
     @torch.no_grad()
     def predict_tta(self, forged: torch.Tensor, authentic: torch.Tensor) -> torch.Tensor:
         """Probability averaged over identity, horizontal and vertical flips."""
-        p = torch.sigmoid(self(forged, authentic))
-        p = p + torch.sigmoid(self(forged.flip(-1), authentic.flip(-1))).flip(-1)
-        p = p + torch.sigmoid(self(forged.flip(-2), authentic.flip(-2))).flip(-2)
+        p = torch.sigmoid(self(forged, authentic)["logits"])
+        p = p + torch.sigmoid(self(forged.flip(-1), authentic.flip(-1))["logits"]).flip(-1)
+        p = p + torch.sigmoid(self(forged.flip(-2), authentic.flip(-2))["logits"]).flip(-2)
         return p / 3.0
 
 
@@ -138,10 +162,10 @@ class CorrConfig:
     width: int = 64
 
 
-class CorrDINO(nn.Module):
+class CorrDINO(_Segmenter):
     """SDG annotator: frozen prior features of both images, a forged×authentic correlation volume
     per level, per-location pooling ([max, mean, top-k mean] and a learned projection of the
-    sorted top-k row) and a trainable head that denoises that evidence into a mask."""
+    sorted top-k row) and a trainable head that denoises that evidence into ``{"logits"}``."""
 
     def __init__(self, cfg: CorrConfig = CorrConfig()):
         super().__init__()
@@ -187,19 +211,20 @@ class CorrDINO(nn.Module):
             pooled.append(torch.cat([stats, learned], 1))
         return pooled
 
-    def from_features(self, ff: list[torch.Tensor], fa: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        """Mask logits at ``size`` from the prior features of :meth:`prior_features`."""
+    def from_features(self, ff: list[torch.Tensor], fa: list[torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The forward's output, ``logits`` at ``size``, from the prior features of :meth:`prior_features`."""
         pooled = self.evidence(ff, fa)
         grid = pooled[0].shape[-2:]
         x = torch.cat([F.interpolate(p, size=grid, mode="bilinear", align_corners=False) for p in pooled] + [self.context(ff[0])], 1)
-        return F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
+        return {"logits": F.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)}
 
-    def forward(self, forged: torch.Tensor, authentic: torch.Tensor) -> torch.Tensor:
+    def forward(self, forged: torch.Tensor, authentic: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``logits`` (B, 1, H, W) at the forged image's size."""
         return self.from_features(*self.prior_features(forged, authentic), size=forged.shape[-2:])
 
 
 def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """BCE + soft Dice (per image)."""
+    """BCE + soft Dice (per image): the segmenters' :meth:`loss`."""
     bce = F.binary_cross_entropy_with_logits(logits, mask)
     p = torch.sigmoid(logits).flatten(1)
     m = mask.flatten(1)

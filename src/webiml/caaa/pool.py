@@ -87,7 +87,7 @@ class Pool:
         S = self.cfg.size
         box, aligned = np.zeros(8, np.float32), 0
         if p.transform is not None:
-            box = corners_in_forged(p.transform, (a.shape[1], a.shape[0]), (f.shape[1], f.shape[0]))
+            box = corners_in_forged(p.transform, (f.shape[1], f.shape[0]), (a.shape[1], a.shape[0]))
             aligned = int(np.abs(box - np.array([0, 0, 1, 0, 1, 1, 0, 1], np.float32)).max() < 0.03)
         return PoolPair(
             forged=_square(f, S), authentic=_square(a, S), registered=_square(reg, S),
@@ -122,11 +122,11 @@ def pair_sample(pool: Pool, i: int, rng: np.random.Generator, flip: bool = True,
     """Pair ``i`` as a training sample (uint8 CHW images, float mask 1xHxW, labels): ``native``
     swaps in a fresh native-scale crop of forged/registered/mask; ``flip`` mirrors it with p = 0.5."""
     p = pool[i]
-    a = p.authentic
     if native:
         f, r, m = crop_on_mask(p.native, pool.crop, rng)
     else:
         f, r, m = p.forged, p.registered, p.mask
+    a = p.authentic
     flipped = bool(flip and rng.random() < 0.5)
     if flipped:
         f, a, r, m = f[:, ::-1], a[:, ::-1], r[:, ::-1], m[:, ::-1]

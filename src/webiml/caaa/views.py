@@ -9,8 +9,9 @@ import numpy as np
 from ..register import warp_to
 
 
-def corners_in_forged(transform: np.ndarray, authentic_wh: tuple[int, int], forged_wh: tuple[int, int]) -> np.ndarray:
-    """The authentic image's corners mapped into the forged frame, normalised and clipped to [0, 1]."""
+def corners_in_forged(transform: np.ndarray, forged_wh: tuple[int, int], authentic_wh: tuple[int, int]) -> np.ndarray:
+    """The authentic image's corners mapped by ``transform`` (authentic → forged) into the forged
+    frame, normalised by its size and clipped to [0, 1]; sizes are (width, height)."""
     w, h = authentic_wh
     c = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], float).T
     q = transform @ c
