@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .workspace import REPO_MARKER, SCRATCH, find_root, load_params, overlay  # noqa: F401 (re-exported)
+from .workspace import REPO_MARKER, SCRATCH, find_root, load_params, overlay, present  # noqa: F401 (re-exported)
 
 STAGES = {
     "testset": "00_testset",
@@ -109,15 +109,6 @@ def check_parameters(stage: str, parameters: dict, notebook: str | os.PathLike) 
     extra = sorted(set(parameters) - set(defaults))
     if extra:
         raise ValueError(f"{notebook}: no parameter {', '.join(map(repr, extra))} (it takes {', '.join(defaults)})")
-
-
-def present(path: str | os.PathLike | None) -> bool:
-    """Whether a data path is there: a file, or a folder with something in it (an absent
-    ``paths.real`` folder is linked as an empty one)."""
-    if not path:
-        return False
-    p = Path(path)
-    return p.is_file() or (p.is_dir() and any(p.iterdir()))
 
 
 def link_real(root: str | os.PathLike = ".") -> dict[str, str]:

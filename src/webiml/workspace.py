@@ -33,3 +33,12 @@ def overlay(base: dict, over: dict) -> dict:
     for k, v in (over or {}).items():
         out[k] = overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
+
+
+def present(path: str | os.PathLike | None) -> bool:
+    """Whether a data path is there: a file, or a folder with something in it (an absent
+    ``paths.real`` folder is linked as an empty one)."""
+    if not path:
+        return False
+    p = Path(path)
+    return p.is_file() or (p.is_dir() and any(p.iterdir()))
