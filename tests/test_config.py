@@ -40,9 +40,24 @@ def test_train_annotators_refuses_a_typo_before_any_work(monkeypatch, tmp_path):
 def test_boxprompt_data_refuses_a_typo_before_any_work():
     from webiml.train_boxprompt import prepare_boxprompt_data
 
-    for section, d in (("data", {"handcraftd": 3}), ("boxes", {"loosenes": [0, 1]})):
+    for section, d in (("data", {"handcraftd": 3}), ("boxes", {"loosenes": [0, 1]}), ("train", {"stpes": 3}),
+                       ("model", {"encodr": "x"})):
         with pytest.raises(ValueError, match=rf"unknown key '\w+' in params section 'train_boxprompt.{section}'"):
-            prepare_boxprompt_data({section: d}, progress=False)
+            prepare_boxprompt_data({"students": ["boxprompt"], section: d}, progress=False)
+
+
+def test_webiml_and_collect_refuse_a_typo_before_any_work(monkeypatch):
+    from webiml import collect, train_webiml
+
+    monkeypatch.setattr(train_webiml, "build_mixture", lambda *a, **k: pytest.fail("the mixture was built before the params were checked"))
+    for section, d in (("train", {"stpes": 3}), ("model", {"widht": 8}), ("mixture", {"jiter": 3})):
+        with pytest.raises(ValueError, match=rf"unknown key '\w+' in params section 'train_webiml.{section}'"):
+            train_webiml.prepare_webiml("webiml-noweb", {section: d}, 0, web_dataset=None)
+    for section, d in (("register", {"min_inlier": 3}), ("synthetic", {"sdg_fracton": 0.1})):
+        with pytest.raises(ValueError, match=rf"unknown key '\w+' in params section 'collect.{section}'"):
+            collect.config_from_params({section: d})
+    with pytest.raises(ValueError, match=r"unknown key 'phash_distnce' in params section 'collect'; allowed: "):
+        collect.config_from_params({"n_pairs": 3, "phash_distnce": 4})
 
 
 def test_benchmark_refuses_an_unknown_perturbation_before_predicting():

@@ -154,6 +154,18 @@ def test_a_typo_in_a_params_section_fails_at_once(tmp_path):
             run_stage(stage, tmp_path)
         assert time.perf_counter() - t0 < 5, stage
         assert not (tmp_path / "reports").exists()
+    # the sections a stage imports are checked as strictly (their dicts are whole in params.yaml)
+    for stage, imports in IMPORTS.items():
+        for name, dotted in imports.items():
+            params = load_params(ROOT / "params.yaml")
+            section, _, key = dotted.partition(".")
+            value = params[section][key] if key else params[section]
+            if not isinstance(value, dict):
+                continue
+            value["stpes"] = 700
+            (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+            with pytest.raises(ValueError, match=rf"unknown key 'stpes' in params section '{dotted}'"):
+                run_stage(stage, tmp_path)
 
 
 @pytest.mark.slow

@@ -97,18 +97,23 @@ def notebook_defaults(path: str | os.PathLike) -> dict:
 
 
 def check_parameters(stage: str, parameters: dict, notebook: str | os.PathLike) -> None:
-    """Raise ``ValueError`` naming any key of the stage's params section (or any extra parameter)
-    its notebook does not take: Papermill would otherwise inject a typo and nobody would read it.
-    The allowed section keys are those of the notebook's own ``params`` dict."""
+    """Raise ``ValueError`` naming any key the stage's notebook does not take: in its params section
+    (``params``) or in an imported section (e.g. ``paths.collect``), whose allowed keys are those of
+    the notebook's own dict, or an extra parameter. Papermill would otherwise inject a typo and
+    nobody would read it."""
     defaults = notebook_defaults(notebook)
-    allowed = list(defaults.get("params", {}))
-    unknown = sorted(set(parameters.get("params", {})) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in params "
-                         f"section {stage!r}; allowed: {', '.join(allowed)}")
     extra = sorted(set(parameters) - set(defaults))
     if extra:
         raise ValueError(f"{notebook}: no parameter {', '.join(map(repr, extra))} (it takes {', '.join(defaults)})")
+    sections = {"params": stage, **IMPORTS.get(stage, {})}
+    for name, value in parameters.items():
+        allowed = defaults[name]
+        if not (isinstance(value, dict) and isinstance(allowed, dict)):
+            continue
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in params "
+                             f"section {sections.get(name, name)!r}; allowed: {', '.join(allowed)}")
 
 
 def link_real(root: str | os.PathLike = ".") -> dict[str, str]:

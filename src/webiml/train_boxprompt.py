@@ -69,6 +69,8 @@ def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = Tr
     """
     from tqdm import tqdm
 
+    for name in params.get("students", ()):  # a typo in any setting fails now, not after the pseudo-masks
+        student_configs(name, params)
     d = from_dict(BoxPromptDataConfig, params.get("data"), "train_boxprompt.data")
     bcfg = from_dict(SimulatedBoxes, params.get("boxes"), "train_boxprompt.boxes")
     rng = np.random.default_rng(data_seed)
@@ -110,6 +112,16 @@ def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = Tr
     return BoxPromptData(images, truth, all_boxes, targets, report)
 
 
+def student_configs(name: str, params: dict, seed: int = 0) -> tuple[TrainConfig, BoxPromptConfig]:
+    """The training and model settings of one student from the ``train_boxprompt`` section."""
+    if name not in STUDENTS:
+        raise KeyError(f"unknown student {name!r}; known: {', '.join(STUDENTS)}")
+    tcfg = from_dict(TrainConfig, {**params.get("train", {}), "seed": seed}, "train_boxprompt.train")
+    mcfg = from_dict(BoxPromptConfig, {**params.get("model", {}), **STUDENTS[name].model, "input_size": tcfg.size},
+                     "train_boxprompt.model")
+    return tcfg, mcfg
+
+
 def train_student(
     name: str,
     data: BoxPromptData,
@@ -119,11 +131,8 @@ def train_student(
     progress: bool = True,
 ) -> dict:
     """Train one BoxPromptIML student (see ``models.registry.STUDENTS``) into ``out``."""
-    if name not in STUDENTS:
-        raise KeyError(f"unknown student {name!r}; known: {', '.join(STUDENTS)}")
-    kind, overrides = STUDENTS[name].supervision, STUDENTS[name].model
-    tcfg = from_dict(TrainConfig, {**params.get("train", {}), "seed": seed}, "train_boxprompt.train")
-    mcfg = from_dict(BoxPromptConfig, {**params.get("model", {}), **overrides, "input_size": tcfg.size}, "train_boxprompt.model")
+    tcfg, mcfg = student_configs(name, params, seed)
+    kind = STUDENTS[name].supervision
     mixture = Mixture({kind: ListSource(list(zip(data.images, data.targets[kind])))})
     torch.manual_seed(seed)
     model = BoxPromptStudent(mcfg)
