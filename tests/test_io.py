@@ -27,7 +27,9 @@ from webiml.io import (
     read_index,
     read_jsonl,
     read_mask,
+    read_mask_pixels,
     read_pairs,
+    read_soft_mask,
     read_tp_gt_dir,
     write_benco_index,
     write_json,
@@ -463,6 +465,58 @@ def test_write_soft_mask(tmp_path):
     mode, px = _pixels(p)
     assert mode == "L"
     np.testing.assert_array_equal(px, [[0, 128, 255], [0, 255, 64]])
+
+
+def _mask_files(tmp_path: Path) -> dict[str, Path]:
+    """The same 3x4 mask (one row set, one grey cell either side of the threshold) as 16-bit, mode-1 and palette files."""
+    paths = {}
+    u16 = np.array([[0, 0, 0, 0], [65535, 65535, 32768, 32767], [0, 0, 0, 0]], np.uint16)
+    Image.fromarray(u16).save(paths.setdefault("16bit", tmp_path / "m16.png"))
+    b = Image.new("1", (4, 3), 0)
+    for x in range(3):
+        b.putpixel((x, 1), 1)
+    b.save(paths.setdefault("mode-1", tmp_path / "m1.png"))
+    pal = Image.fromarray(np.array([[0, 0, 0, 0], [1, 1, 2, 3], [0, 0, 0, 0]], np.uint8), "P")
+    pal.putpalette([0, 0, 0, 255, 255, 255, 128, 128, 128, 127, 127, 127] + [0] * (256 * 3 - 12))
+    pal.save(paths.setdefault("palette", tmp_path / "mp.png"))
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["16bit", "mode-1", "palette"])
+def test_mask_readers_agree(tmp_path, kind):
+    p = _mask_files(tmp_path)[kind]
+    with Image.open(p) as im:
+        assert im.mode == {"16bit": "I;16", "mode-1": "1", "palette": "P"}[kind]
+    px, soft, m = read_mask_pixels(p), read_soft_mask(p), read_mask(p)
+    assert px.dtype == soft.dtype == np.uint8 and m.dtype == bool and soft.shape == m.shape == (3, 4)
+    grey = px.mean(axis=2) if px.ndim == 3 else px
+    np.testing.assert_array_equal(grey, soft)
+    expected = np.zeros((3, 4), bool)
+    expected[1, :3] = True
+    np.testing.assert_array_equal(m, expected)
+    np.testing.assert_array_equal(soft > 127.5, m)
+    assert set(np.unique(soft)) <= {0, 127, 128, 255}
+
+
+def test_read_soft_mask_16bit_rounds_and_colour_uses_luma(tmp_path):
+    Image.fromarray(np.array([[0, 257, 32767, 65535]], np.uint16)).save(tmp_path / "s16.png")
+    np.testing.assert_array_equal(read_soft_mask(tmp_path / "s16.png"), [[0, 1, 127, 255]])
+    Image.fromarray(np.array([[[255, 0, 0], [0, 0, 255]]], np.uint8)).save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(read_soft_mask(tmp_path / "rgb.png"), [[76, 29]])  # as PIL's convert("L")
+    np.testing.assert_array_equal(read_mask_pixels(tmp_path / "rgb.png"), [[[255, 0, 0], [0, 0, 255]]])
+
+
+@pytest.mark.parametrize("reader", [read_mask_pixels, read_soft_mask, read_mask])
+def test_mask_readers_reject(tmp_path, reader):
+    for path, reason in [(tmp_path / "none.png", "missing-file"), (tmp_path / "t.png", "not-an-image"),
+                         (tmp_path / "cut.png", "corrupt")]:
+        if path.name == "t.png":
+            path.write_text("hello")
+        elif path.name == "cut.png":
+            path.write_bytes(_png_header_only(40, 40))
+        with pytest.raises(Rejected) as ei:
+            reader(path)
+        assert ei.value.reason == reason and ei.value.path == str(path)
 
 
 # ---------------------------------------------------------------------------- indexes
