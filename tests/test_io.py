@@ -12,10 +12,12 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from webiml.geometry import long_side_scale, long_side_size, resize_by, resize_long_side, scaled_size
 from webiml.io import (
     REASONS,
     JsonlWriter,
@@ -27,7 +29,9 @@ from webiml.io import (
     read_index,
     read_jsonl,
     read_mask,
+    read_mask_pixels,
     read_pairs,
+    read_soft_mask,
     read_tp_gt_dir,
     write_benco_index,
     write_json,
@@ -463,6 +467,120 @@ def test_write_soft_mask(tmp_path):
     mode, px = _pixels(p)
     assert mode == "L"
     np.testing.assert_array_equal(px, [[0, 128, 255], [0, 255, 64]])
+
+
+def _mask_files(tmp_path: Path) -> dict[str, Path]:
+    """The same 3x4 mask (one row set, one grey cell either side of the threshold) as 16-bit, mode-1 and palette files."""
+    paths = {}
+    u16 = np.array([[0, 0, 0, 0], [65535, 65535, 32768, 32767], [0, 0, 0, 0]], np.uint16)
+    Image.fromarray(u16).save(paths.setdefault("16bit", tmp_path / "m16.png"))
+    b = Image.new("1", (4, 3), 0)
+    for x in range(3):
+        b.putpixel((x, 1), 1)
+    b.save(paths.setdefault("mode-1", tmp_path / "m1.png"))
+    pal = Image.fromarray(np.array([[0, 0, 0, 0], [1, 1, 2, 3], [0, 0, 0, 0]], np.uint8), "P")
+    pal.putpalette([0, 0, 0, 255, 255, 255, 128, 128, 128, 127, 127, 127] + [0] * (256 * 3 - 12))
+    pal.save(paths.setdefault("palette", tmp_path / "mp.png"))
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["16bit", "mode-1", "palette"])
+def test_mask_readers_agree(tmp_path, kind):
+    p = _mask_files(tmp_path)[kind]
+    with Image.open(p) as im:
+        assert im.mode == {"16bit": "I;16", "mode-1": "1", "palette": "P"}[kind]
+    px, soft, m = read_mask_pixels(p), read_soft_mask(p), read_mask(p)
+    assert px.dtype == soft.dtype == np.uint8 and m.dtype == bool and soft.shape == m.shape == (3, 4)
+    grey = px.mean(axis=2) if px.ndim == 3 else px
+    np.testing.assert_array_equal(grey, soft)
+    expected = np.zeros((3, 4), bool)
+    expected[1, :3] = True
+    np.testing.assert_array_equal(m, expected)
+    np.testing.assert_array_equal(soft > 127.5, m)
+    assert set(np.unique(soft)) <= {0, 127, 128, 255}
+
+
+def test_read_soft_mask_16bit_rounds_and_colour_uses_luma(tmp_path):
+    Image.fromarray(np.array([[0, 257, 32767, 65535]], np.uint16)).save(tmp_path / "s16.png")
+    np.testing.assert_array_equal(read_soft_mask(tmp_path / "s16.png"), [[0, 1, 127, 255]])
+    Image.fromarray(np.array([[[255, 0, 0], [0, 0, 255]]], np.uint8)).save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(read_soft_mask(tmp_path / "rgb.png"), [[76, 29]])  # as PIL's convert("L")
+    np.testing.assert_array_equal(read_mask_pixels(tmp_path / "rgb.png"), [[[255, 0, 0], [0, 0, 255]]])
+
+
+@pytest.mark.parametrize("reader", [read_mask_pixels, read_soft_mask, read_mask])
+def test_mask_readers_reject(tmp_path, reader):
+    for path, reason in [(tmp_path / "none.png", "missing-file"), (tmp_path / "t.png", "not-an-image"),
+                         (tmp_path / "cut.png", "corrupt")]:
+        if path.name == "t.png":
+            path.write_text("hello")
+        elif path.name == "cut.png":
+            path.write_bytes(_png_header_only(40, 40))
+        with pytest.raises(Rejected) as ei:
+            reader(path)
+        assert ei.value.reason == reason and ei.value.path == str(path)
+
+
+# ------------------------------------------------------------------------------ resizing
+
+
+@pytest.mark.parametrize("h, w, side, expected", [
+    (300, 600, 200, (200, 100)),  # landscape: (width, height)
+    (600, 300, 200, (100, 200)),  # portrait
+    (333, 1000, 100, (100, 33)),  # rounded
+    (100, 100, 250, (250, 250)),  # enlarged by default
+])
+def test_long_side_size(h, w, side, expected):
+    assert long_side_size(h, w, side) == expected
+
+
+def test_long_side_size_caps_and_clamps():
+    assert long_side_size(100, 50, 400, max_scale=1.0) == (50, 100)
+    assert long_side_size(100, 50, 400, max_scale=1.5) == (75, 150)
+    assert long_side_size(3, 1000, 100) == (100, 1)
+    assert long_side_size(3, 1000, 100, min_side=8) == (100, 8)
+    assert long_side_scale(200, 800, 400) == 0.5 and scaled_size(200, 800, 0.5) == (400, 100)
+
+
+@pytest.mark.parametrize("shape", [(90, 160, 3), (160, 90, 3), (160, 90)])
+def test_resize_long_side_shapes(shape):
+    img = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    out = resize_long_side(img, 64)
+    assert out.dtype == np.uint8 and out.ndim == img.ndim and max(out.shape[:2]) == 64
+    assert out.shape[:2] == ((36, 64) if shape[0] < shape[1] else (64, 36))
+
+
+def test_resize_interpolation_area_to_shrink_linear_to_enlarge():
+    img = np.random.default_rng(1).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_long_side(img, 25), cv2.resize(img, (25, 17), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(resize_long_side(img, 150), cv2.resize(img, (150, 100), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(resize_long_side(img, 150, interpolation=cv2.INTER_CUBIC),
+                                  cv2.resize(img, (150, 100), interpolation=cv2.INTER_CUBIC))
+
+
+def test_resize_long_side_no_upscaling_when_capped():
+    img = np.random.default_rng(2).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    out = resize_long_side(img, 500, max_scale=1.0)
+    assert out.shape == img.shape and out is not img
+    np.testing.assert_array_equal(out, img)
+    assert resize_long_side(img, 30, max_scale=1.0).shape == (20, 30, 3)
+
+
+@pytest.mark.parametrize("side", [7, 33, 250])
+def test_resized_masks_stay_binary(side):
+    m = np.zeros((50, 80), bool)
+    m[10:31, 17:60] = True
+    b = resize_long_side(m, side, mask=True)
+    assert b.dtype == bool and max(b.shape) == side and b.any()
+    u = resize_long_side(m.astype(np.uint8) * 255, side, mask=True)
+    assert u.dtype == np.uint8 and set(np.unique(u)) <= {0, 255}
+    np.testing.assert_array_equal(u == 255, b)
+
+
+def test_resize_by_takes_non_contiguous_views():
+    img = np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resize_by(img[:, ::-1], 0.5), resize_by(img[:, ::-1].copy(), 0.5))
+    assert resize_by(img, 0.01, min_side=4).shape == (4, 4, 3)
 
 
 # ---------------------------------------------------------------------------- indexes

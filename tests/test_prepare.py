@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from webiml import io
-from webiml.evaluate.prepare import PREPARERS, fit_mask, prepare_dataset, read_mask_pixels
+from webiml.evaluate.prepare import PREPARERS, fit_mask, prepare_dataset
 
 H, W = 24, 32
 
@@ -237,10 +237,10 @@ def test_bad_arguments(tmp_path):
 def test_mask_helpers(tmp_path):
     m16 = (_rect().astype(np.uint16) * 65535)
     Image.fromarray(m16).save(tmp_path / "m16.png")
-    px = read_mask_pixels(tmp_path / "m16.png")
+    px = io.read_mask_pixels(tmp_path / "m16.png")
     assert px.dtype == np.uint8 and np.array_equal(px > 127, _rect())
     with pytest.raises(io.Rejected) as e:
-        read_mask_pixels(tmp_path / "absent.png")
+        io.read_mask_pixels(tmp_path / "absent.png")
     assert e.value.reason == "missing-file"
     same, note = fit_mask(_rect(), (H, W))
     assert same is not None and note == ""

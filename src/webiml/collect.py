@@ -33,6 +33,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from . import io
+from .geometry import long_side_size
 from .register import RegisterConfig, Registration, register, transform_error, warp_to
 from .synth import EVIDENT_PAIRS, WebPairConfig
 
@@ -500,9 +501,7 @@ def _same_forgery(forged: Path, other_dir: Path, max_diff: float) -> bool:
         g = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
         return cv2.GaussianBlur(cv2.resize(g, size, interpolation=cv2.INTER_AREA), (3, 3), 0).astype(np.float32)
 
-    h, w = a.shape[:2]
-    s = 256 / max(h, w)
-    size = (max(8, round(w * s)), max(8, round(h * s)))
+    size = long_side_size(*a.shape[:2], 256, min_side=8)
     return float(np.percentile(np.abs(thumb(a, size) - thumb(b, size)), 99.9)) <= max_diff
 
 

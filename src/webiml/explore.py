@@ -32,6 +32,7 @@ from .caaa.qes import DEFAULT_THRESHOLD, keep
 from .caaa.quality import COLOURS
 from .evaluate.benchmark import dataset_entries, evaluate_model
 from .evaluate.metrics import pixel_scores
+from .geometry import long_side_scale, resize_by
 from .infer import LoadedModel, image_score, overlay, predict_prob
 
 #: where the stages write what the notebooks read, relative to the workspace root (dvc.yaml's outs)
@@ -111,14 +112,8 @@ def markdown_table(rows: Sequence[Mapping], columns: Sequence[str], digits: int 
 
 def _thumb(img: np.ndarray, max_side: int) -> np.ndarray:
     """``img`` with its long side at most ``max_side`` (for display only)."""
-    h, w = img.shape[:2]
-    s = max_side / max(h, w)
-    if s >= 1:
-        return img
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    if img.dtype == np.bool_:
-        return cv2.resize(img.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    s = long_side_scale(*img.shape[:2], max_side)
+    return img if s >= 1 else resize_by(img, s, mask=img.dtype == np.bool_)
 
 
 def _panel(ax, img: np.ndarray | None, title: str, empty: str = "", **kw) -> None:

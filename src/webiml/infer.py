@@ -20,6 +20,7 @@ import torch.nn as nn
 from . import io
 from .models import registry
 from .device import model_device, place, resolve, to
+from .geometry import resize_long_side
 from .models.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,7 @@ def predict_prob(lm: LoadedModel, rgb: np.ndarray, max_side: int = 1024) -> np.n
     if lm.resize_to:
         x = cv2.resize(rgb, (lm.resize_to, lm.resize_to), interpolation=cv2.INTER_AREA if min(h, w) > lm.resize_to else cv2.INTER_LINEAR)
     elif max(h, w) > max_side:
-        s = max_side / max(h, w)
-        x = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        x = resize_long_side(rgb, max_side)
     t = torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1)[None].div_(255.0)  # astype copies: inputs may be read-only
     prob = torch.sigmoid(lm.model(to(t, model_device(lm.model)))["logits"])[0, 0].float().cpu().numpy()
     if prob.shape != (h, w):

@@ -246,10 +246,15 @@ def write_soft_mask(path: str | os.PathLike, prob: np.ndarray) -> None:
     write_image(path, (p * 255.0 + 0.5).astype(np.uint8))
 
 
-def read_soft_mask(path: str | os.PathLike) -> np.ndarray:
-    """Read an 8-bit grey soft mask PNG as a uint8 ``HxW`` array (value/255 = probability).
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 
-    Raises :class:`Rejected` (``missing-file``, ``not-an-image``, ``corrupt``).
+
+def read_mask_pixels(path: str | os.PathLike) -> np.ndarray:
+    """A raw mask file as uint8 ``HxW`` (grey) or ``HxWx3`` (colour).
+
+    Mode ``1`` reads as 0/255; 16-bit, 32-bit and float masks whose maximum exceeds 255 are
+    scaled by 255/65535 (others taken as 8-bit values), then rounded. Raises :class:`Rejected`
+    (``missing-file``, ``not-an-image``, ``corrupt``).
     """
     path = Path(path)
     if not path.is_file():
@@ -257,50 +262,39 @@ def read_soft_mask(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode in _WIDE_MODES:
+                a = np.asarray(img, dtype=np.float64)
+                a = a * (255.0 / 65535.0) if a.max() > 255 else a
+                return np.clip(a + 0.5, 0, 255).astype(np.uint8)
+            if img.mode == "1":
+                return np.asarray(img, dtype=np.uint8) * 255
             if img.mode == "L":
                 return np.asarray(img).copy()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                a = np.asarray(img, dtype=np.float64)
-                a = a / 65535.0 * 255.0 if a.max() > 255 else a
-                return np.clip(a + 0.5, 0, 255).astype(np.uint8)
-            return np.asarray(img.convert("L")).copy()
+            return np.asarray(img.convert("RGB")).copy()
     except UnidentifiedImageError:
         raise Rejected("not-an-image", "mask is not an image", path) from None
-    except OSError as e:
+    except (OSError, ValueError, SyntaxError) as e:
         raise Rejected("corrupt", str(e), path) from None
+
+
+def read_soft_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a soft mask as a uint8 grey ``HxW`` array (value/255 = probability); colour is
+    reduced by PIL's luma (as ``convert("L")``). Raises as :func:`read_mask_pixels`."""
+    a = read_mask_pixels(path)
+    return np.asarray(Image.fromarray(a, "RGB").convert("L")) if a.ndim == 3 else a
 
 
 def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
     """Read a mask as bool ``HxW``: a pixel is set when its channel mean is > 127.5.
 
     ``size`` is the expected ``(width, height)`` (that of the image); a different size raises
-    :class:`Rejected` ``size-mismatch``. 16-bit masks are scaled to 8 bit first.
+    :class:`Rejected` ``size-mismatch``. Otherwise raises as :func:`read_mask_pixels`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise Rejected("missing-file", "mask file does not exist", path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                a = np.asarray(img, dtype=np.float64)
-                a = a / (65535.0 if a.max() > 255 else 1.0) * (255.0 if a.max() > 255 else 1.0)
-            elif img.mode == "1":
-                a = np.asarray(img, dtype=np.float64) * 255.0
-            elif img.mode in ("L", "RGB"):
-                a = np.asarray(img, dtype=np.float64)
-            else:
-                a = np.asarray(img.convert("RGB"), dtype=np.float64)
-    except UnidentifiedImageError:
-        raise Rejected("not-an-image", "mask is not an image", path) from None
-    except OSError as e:
-        raise Rejected("corrupt", str(e), path) from None
-    if a.ndim == 3:
-        a = a.mean(axis=2)
-    h, w = a.shape
+    a = read_mask_pixels(path)
+    h, w = a.shape[:2]
     if size is not None and (w, h) != tuple(size):
         raise Rejected("size-mismatch", f"mask {w}x{h} vs image {size[0]}x{size[1]}", path)
-    return a > 127.5
+    return (a.mean(axis=2) if a.ndim == 3 else a) > 127.5
 
 
 # ------------------------------------------------------------------------ dataset indexes

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from . import jitter
+from .geometry import long_side_scale, resize_by, resize_long_side
 from .samples import GeneratedSource, IndexSource, authentic_sample, handcrafted_sample
 from .train import Mixture
 
@@ -59,13 +60,10 @@ class MixtureConfig:
 
 
 def _fit_side(rgb: np.ndarray, masks: Sequence[np.ndarray], long_side: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    h, w = rgb.shape[:2]
-    s = long_side / max(h, w)
+    s = long_side_scale(*rgb.shape[:2], long_side)
     if abs(s - 1) < 1e-3:
         return rgb, list(masks)
-    size = (max(8, round(w * s)), max(8, round(h * s)))
-    rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    return rgb, [cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool) for m in masks]
+    return resize_by(rgb, s, min_side=8), [resize_by(m, s, min_side=8, mask=True) for m in masks]
 
 
 def instance_images(cfg: MixtureConfig, photos: Sequence, rng: np.random.Generator, rejected: list | None = None) -> list:
@@ -187,10 +185,8 @@ def samples_figure(mixture: Mixture, n_per_source: int = 4, seed: int = 0, max_s
             if not len(src):
                 continue
             rgb, target = src[int(rng.integers(len(src)))]
-            s = max_side / max(rgb.shape[:2])
-            size = (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s)))
-            img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).copy()
-            m = cv2.resize((target > 0.5).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+            img = resize_long_side(rgb, max_side, interpolation=cv2.INTER_AREA)
+            m = resize_long_side((target > 0.5).astype(np.uint8), max_side, mask=True)
             contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(img, contours, -1, (255, 255, 0), 1)
             ax.imshow(img)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .geometry import long_side_scale, resize_by
+
 
 @dataclass(frozen=True)
 class RegisterConfig:
@@ -58,12 +60,11 @@ def _down(img: np.ndarray, side: int, max_up: float = 1.0) -> tuple[np.ndarray, 
     """Resize so the long side is ``side`` (shrinking, or growing at most ``max_up`` times);
     return the image and the 3x3 map full→resized."""
     h, w = img.shape[:2]
-    s = min(max_up, side / max(h, w))
+    s = long_side_scale(h, w, side, max_scale=max_up)
     if s == 1.0:
         return img, np.eye(3)
-    nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    sx, sy = nw / w, nh / h
-    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    small = resize_by(img, s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    sx, sy = small.shape[1] / w, small.shape[0] / h
     return small, np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
 
 

@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from .geometry import resize_by, resize_long_side
+
 SPG_OPS = ("copy-move", "removal", "splice", "color", "blur", "sharpen", "text", "sticker")
 CATEGORIES = ("spg", "sdg")
 
@@ -360,9 +362,9 @@ def degrade(
     sx = sy = 1.0
     if rng.random() < deg.p_rescale:
         s = rng.uniform(*deg.scale)
-        nw, nh = max(16, int(round(out.shape[1] * s))), max(16, int(round(out.shape[0] * s)))
-        sx, sy = nw / out.shape[1], nh / out.shape[0]
-        out = cv2.resize(out, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        scaled = resize_by(out, s, min_side=16)
+        sx, sy = scaled.shape[1] / out.shape[1], scaled.shape[0] / out.shape[0]
+        out = scaled
         meta["scale"] = [float(sx), float(sy)]
     if rng.random() < deg.p_jpeg:
         meta["format"], meta["quality"] = "jpeg", int(rng.integers(deg.quality[0], deg.quality[1] + 1))
@@ -444,15 +446,14 @@ def random_base(photo: np.ndarray, rng: np.random.Generator, side: tuple[int, in
     cw, ch = int(w * rng.uniform(0.5, 1.0)), int(h * rng.uniform(0.5, 1.0))
     x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
     long_side = int(rng.integers(side[0], side[1] + 1))
-    s = long_side / max(cw, ch)
-    nw, nh = max(32, int(round(cw * s))), max(32, int(round(ch * s)))
     crop = photo[y0 : y0 + ch, x0 : x0 + cw]
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
         x_flip = True
     else:
         x_flip = False
-    base = cv2.resize(np.ascontiguousarray(crop), (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    base = resize_long_side(crop, long_side, min_side=32)
+    nh, nw = base.shape[:2]
     m = crop_resize_matrix(x0, y0, nw / cw, nh / ch)
     if x_flip:
         flip = np.array([[-1, 0, nw - 1], [0, 1, 0], [0, 0, 1]], dtype=np.float64)

@@ -37,6 +37,7 @@ import torch.nn as nn
 
 from . import io
 from .device import autocast, batch_to, check_precision, place, resolve
+from .geometry import resize_by
 from .models.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -126,10 +127,9 @@ def random_crop(rgb: np.ndarray, target: np.ndarray, size: int, rng: np.random.G
     h, w = rgb.shape[:2]
     if min(h, w) < size:
         s = size / min(h, w)
-        nw, nh = max(size, round(w * s)), max(size, round(h * s))
-        rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        target = cv2.resize(target.astype(np.float32), (nw, nh), interpolation=cv2.INTER_LINEAR)
-        h, w = nh, nw
+        rgb = resize_by(rgb, s, min_side=size, interpolation=cv2.INTER_LINEAR)
+        target = resize_by(target.astype(np.float32), s, min_side=size, interpolation=cv2.INTER_LINEAR)
+        h, w = rgb.shape[:2]
     y0 = int(rng.integers(0, h - size + 1))
     x0 = int(rng.integers(0, w - size + 1))
     rgb, target = rgb[y0 : y0 + size, x0 : x0 + size], target[y0 : y0 + size, x0 : x0 + size]

@@ -14,6 +14,7 @@ import torch.nn as nn
 from . import boxes as B
 from .config import from_dict
 from .evaluate.metrics import mean_scores, pixel_scores
+from .geometry import long_side_scale, resize_by
 from .models.boxprompt import BoxPromptConfig, BoxPromptStudent
 from .models.registry import STUDENTS
 from .models.teachers import make_teacher
@@ -158,12 +159,11 @@ def supervision_figure(pool: BoxPromptData, n: int = 6, seed: int = 0, max_side:
     fig, axes = plt.subplots(max(1, len(idx)), 4, figsize=(8, 2.0 * max(1, len(idx))), squeeze=False)
     for r, i in enumerate(idx):
         rgb = pool.images[i]
-        s = max_side / max(rgb.shape[:2])
-        size = (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s)))
-        img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).copy()
+        s = long_side_scale(*rgb.shape[:2], max_side)
+        img = resize_by(rgb, s, interpolation=cv2.INTER_AREA)
         for x0, y0, x1, y1 in pool.boxes[i]:
             cv2.rectangle(img, (round(x0 * s), round(y0 * s)), (round(x1 * s) - 1, round(y1 * s) - 1), (255, 255, 0), 1)
-        panels = [img] + [cv2.resize(np.asarray(m, np.float32), size) for m in (pool.truth[i], pool.targets["teacher"][i], pool.targets["box"][i])]
+        panels = [img] + [resize_by(np.asarray(m, np.float32), s, interpolation=cv2.INTER_LINEAR) for m in (pool.truth[i], pool.targets["teacher"][i], pool.targets["box"][i])]
         for c, (p, t) in enumerate(zip(panels, ("image + boxes", "truth", "teacher", "filled boxes"))):
             axes[r][c].imshow(p, cmap=None if p.ndim == 3 else "gray", vmin=0, vmax=1 if p.ndim == 2 else None)
             axes[r][c].set_title(t, fontsize=8)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import io
 from ..device import model_device, place, resolve, to
+from ..geometry import resize_by, scaled_size
 from ..models.checkpoint import load_checkpoint
 from .annotate import ALIGNED_STATUSES, AnnotationResult, PairInputs, iter_jsonl
 from .models import to_tensor
@@ -56,12 +56,12 @@ def dass_native(model, forged: np.ndarray, authentic_view: np.ndarray, tta: bool
     padded to a multiple of 32); return the probability at the forged image's size."""
     h, w = forged.shape[:2]
     s = native_scale(h, w, model.cfg.max_side, model.cfg.min_side)
-    nh, nw = max(32, round(h * s)), max(32, round(w * s))
+    nw, nh = scaled_size(h, w, s, min_side=32)
     ph, pw = (-nh) % 32, (-nw) % 32
 
     def prep(img: np.ndarray) -> torch.Tensor:
         if (nh, nw) != (h, w):
-            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+            img = resize_by(img, s, min_side=32)
         img = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode="reflect")
         return to(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0, model_device(model))
 

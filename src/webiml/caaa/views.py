@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..geometry import long_side_scale, resize_by
 from ..register import warp_to
 
 
@@ -38,27 +39,18 @@ def native_scale(h: int, w: int, max_side: int, min_side: int = 0) -> float:
     """The scale DASS works at, in training and at inference: the image's own, long side capped at
     ``max_side`` and, for smaller images, raised to ``min_side``: at a stride-4 output an edit of
     a few hundred pixels in a small web image would otherwise span only a few output cells."""
-    long = max(h, w)
-    s = min(1.0, max_side / long)
-    if min_side and long * s < min(min_side, max_side):
-        s = min(min_side, max_side) / long
+    s = long_side_scale(h, w, max_side, max_scale=1.0)
+    if min_side and max(h, w) * s < min(min_side, max_side):
+        s = long_side_scale(h, w, min(min_side, max_side))
     return s
-
-
-def rescale(img: np.ndarray, s: float, mask: bool = False) -> np.ndarray:
-    """``img`` scaled by ``s`` (nearest for masks; area to shrink, bilinear to enlarge images)."""
-    if s == 1.0:
-        return img
-    h, w = img.shape[:2]
-    interp = cv2.INTER_NEAREST if mask else (cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
 
 
 def native_view(images: list[np.ndarray], size: int, max_side: int, min_side: int = 0) -> list[np.ndarray]:
     """Aligned images (the last one a mask) at the scale the annotator sees at inference
     (:func:`native_scale`), zero-padded to at least size × size."""
     s = native_scale(*images[0].shape[:2], max_side, min_side)
-    images = [rescale(im, s, mask=k == len(images) - 1) for k, im in enumerate(images)]
+    if s != 1.0:
+        images = [resize_by(im, s, mask=k == len(images) - 1) for k, im in enumerate(images)]
     h, w = images[0].shape[:2]
     ph, pw = max(0, size - h), max(0, size - w)
     if ph or pw:

@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .. import io
+from ..geometry import long_side_scale, resize_by
 from ..infer import LoadedModel, image_score, predict_prob
 from ..runid import RunId
 from .metrics import BenchmarkAccumulator
@@ -283,12 +284,11 @@ def qualitative_grid(models: dict[str, LoadedModel], dataset: str | Path, n: int
     for r, (img, mask) in enumerate(picks):
         rgb, _ = io.read_image(img)
         truth = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0]))
-        s = max_side / max(rgb.shape[:2])
-        small = (max(1, round(rgb.shape[1] * s)), max(1, round(rgb.shape[0] * s)))
-        panels = [cv2.resize(rgb, small, interpolation=cv2.INTER_AREA), cv2.resize(truth.astype(np.float32), small)]
+        s = long_side_scale(*rgb.shape[:2], max_side)
+        panels = [resize_by(rgb, s, interpolation=cv2.INTER_AREA), resize_by(truth.astype(np.float32), s, interpolation=cv2.INTER_LINEAR)]
         titles = [Path(img).name, "truth"]
         for name, lm in models.items():
-            panels.append(cv2.resize(predict_prob(lm, rgb), small))
+            panels.append(resize_by(predict_prob(lm, rgb), s, interpolation=cv2.INTER_LINEAR))
             titles.append(name)
         for c, (p, t) in enumerate(zip(panels, titles)):
             ax = axes[r][c]

@@ -29,7 +29,6 @@ from typing import Callable
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from .. import io
 
@@ -55,31 +54,6 @@ class Preparer:
 
 
 # ------------------------------------------------------------------------------ mask pixels
-
-
-def read_mask_pixels(path: Path) -> np.ndarray:
-    """A raw mask file as uint8 ``HxW`` (grey) or ``HxWx3`` (colour); 16-bit masks scaled to 8 bit.
-
-    Raises :class:`io.Rejected` (``missing-file``, ``not-an-image``, ``corrupt``).
-    """
-    if not path.is_file():
-        raise io.Rejected("missing-file", "mask file does not exist", path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                a = np.asarray(img, dtype=np.float64)
-                a = a * (255.0 / 65535.0) if a.max() > 255 else a
-                return np.clip(a + 0.5, 0, 255).astype(np.uint8)
-            if img.mode == "1":
-                return np.asarray(img, dtype=np.uint8) * 255
-            if img.mode == "L":
-                return np.asarray(img).copy()
-            return np.asarray(img.convert("RGB")).copy()
-    except UnidentifiedImageError:
-        raise io.Rejected("not-an-image", "mask is not an image", path) from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise io.Rejected("corrupt", str(e), path) from None
 
 
 def _grey(a: np.ndarray) -> np.ndarray:
@@ -440,7 +414,7 @@ def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include
             entries.append((image, None))
             continue
         try:
-            truth = prep.decode(read_mask_pixels(mask))
+            truth = prep.decode(io.read_mask_pixels(mask))
         except io.Rejected as e:
             skipped.append({"image": str(image), "mask": str(mask), "reason": "unreadable-mask",
                             "detail": f"{e.reason}: {e.detail}"})

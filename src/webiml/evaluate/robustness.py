@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..geometry import resize_by
+
 #: default levels: JPEG quality, scale factor, blur sigma (px), noise std (on 0..255)
 PERTURBATIONS: dict[str, tuple[float, ...]] = {
     "jpeg": (90, 70, 50),
@@ -47,9 +49,7 @@ def perturb(rgb: np.ndarray, kind: str, level: float, rng: np.random.Generator) 
     if level <= 0:
         raise ValueError(f"{kind} level must be > 0, got {level}")
     if kind == "resize":
-        h, w = a.shape[:2]
-        size = (max(1, round(w * level)), max(1, round(h * level)))
-        return cv2.resize(a, size, interpolation=cv2.INTER_AREA if level < 1 else cv2.INTER_LINEAR)
+        return resize_by(a, level)
     if kind == "blur":
         return cv2.GaussianBlur(a, (0, 0), sigmaX=level, sigmaY=level, borderType=cv2.BORDER_REFLECT_101)
     if kind == "noise":

@@ -21,6 +21,7 @@ import numpy as np
 from .. import boxes as B
 from ..device import resolve
 from ..evaluate.metrics import mean_scores, pixel_scores
+from ..geometry import long_side_scale, resize_by
 
 Teacher = Callable[[np.ndarray, list[B.Box]], np.ndarray]
 SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
@@ -74,9 +75,9 @@ class GrabCutTeacher:
         cx0, cy0 = max(0, int(np.floor(x0 - mx))), max(0, int(np.floor(y0 - my)))
         cx1, cy1 = min(w, int(np.ceil(x1 + mx))), min(h, int(np.ceil(y1 + my)))
         crop = rgb[cy0:cy1, cx0:cx1]
-        s = min(1.0, self.max_side / max(crop.shape[:2]))
+        s = long_side_scale(*crop.shape[:2], self.max_side, max_scale=1.0)
         if s < 1.0:
-            crop = cv2.resize(crop, (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s))), interpolation=cv2.INTER_AREA)
+            crop = resize_by(crop, s)
         ch, cw = crop.shape[:2]
         rx0, ry0 = int(round((x0 - cx0) * s)), int(round((y0 - cy0) * s))
         rx1, ry1 = min(cw, int(round((x1 - cx0) * s))), min(ch, int(round((y1 - cy0) * s)))
