@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .caaa import guard as label_guard
+from .caaa.methods import METHODS
 
 
 def _params_sections(args: argparse.Namespace, main: str, also: tuple[str, ...] = ()) -> dict[str, dict]:
@@ -135,7 +136,7 @@ def _merge(args: argparse.Namespace) -> int:
 def _annotate(args: argparse.Namespace) -> int:
     import torch
 
-    from .caaa.annotate import annotate_corpus, build_annotator
+    from .caaa.annotate import annotate_corpus, build_method
     from .device import resolve
     from .train import init_distributed
 
@@ -144,10 +145,8 @@ def _annotate(args: argparse.Namespace) -> int:
     torch.set_num_threads(_pick(args.threads, a, "threads", 2))
     device = _pick(args.device, a, "device", "auto")
     dist = init_distributed(resolve(device))  # under torchrun: rank r annotates its share on cuda:LOCAL_RANK, rank 0 merges
-    kw = {"naive": {}, "unified": {"models_dir": args.models, "tta": a.get("tta", True), "device": device},
-          "caaa": {"models_dir": args.models, "tta": a.get("tta", True), "device": device,
-                   "route": _pick(args.route, a, "route", "auto")}}[args.method]
-    report = annotate_corpus(Path(args.pairs), build_annotator(args.method, **kw), Path(args.out),
+    ann = build_method(args.method, args.models, device=device, tta=a.get("tta", True), route=_pick(args.route, a, "route", "auto"))
+    report = annotate_corpus(Path(args.pairs), ann, Path(args.out),
                              batch_size=_pick(args.batch_size, a, "batch_size", 8), rank=dist.rank, world_size=dist.world,
                              resume=not args.no_resume, progress=not args.quiet, guard=label_guard.from_args(args, p["guard"]))
     if not dist.main:
@@ -378,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--pairs", required=True, help="a collect output folder (pairs.jsonl)")
     a.add_argument("--models", default="models/annotators", help="trained annotators (stage train_annotators)")
     a.add_argument("--out", required=True)
-    a.add_argument("--method", default="caaa", choices=["caaa", "unified", "naive"])
+    a.add_argument("--method", default="caaa", choices=list(METHODS),
+                   help="; ".join(f"{name}: {m.help}" for name, m in METHODS.items()))
     a.add_argument("--batch-size", type=int, help="pairs per batch (default: annotate.batch_size, else 8)")
     a.add_argument("--threads", type=int, help="CPU threads (default: annotate.threads, else 2)")
     a.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: annotate.device, else auto)")
