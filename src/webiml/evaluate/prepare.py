@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import csv
 import inspect
+import json
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -41,12 +45,12 @@ ASPECT_TOLERANCE = 0.01
 
 @dataclass(frozen=True)
 class Preparer:
-    """How to read one benchmark: ``find(raw) -> (pairs, skipped)`` and ``decode(mask pixels) ->
-    bool manipulated``. ``find``'s docstring is the expected layout."""
+    """How to read one benchmark: ``find(raw) -> (pairs, skipped)`` and ``decode(mask pixels, mask
+    path) -> bool manipulated``. ``find``'s docstring is the expected layout."""
 
     name: str
     find: Callable[[Path], tuple[Pairs, Skips]]
-    decode: Callable[[np.ndarray], np.ndarray]
+    decode: Callable[[np.ndarray, Path | None], np.ndarray]
 
     @property
     def layout(self) -> str:
@@ -60,23 +64,23 @@ def _grey(a: np.ndarray) -> np.ndarray:
     return a.mean(axis=2) if a.ndim == 3 else a.astype(np.float64)
 
 
-def white_is_manipulated(a: np.ndarray) -> np.ndarray:
+def white_is_manipulated(a: np.ndarray, path: Path | None = None) -> np.ndarray:
     """The usual convention: channel mean > 127.5 is manipulated."""
     return _grey(a) > 127.5
 
 
-def black_is_manipulated(a: np.ndarray) -> np.ndarray:
+def black_is_manipulated(a: np.ndarray, path: Path | None = None) -> np.ndarray:
     """Inverted masks (NIST16 references, DSO-1): dark pixels are manipulated."""
     return _grey(a) < 127.5
 
 
-def korus_manipulated(a: np.ndarray) -> np.ndarray:
+def korus_manipulated(a: np.ndarray, path: Path | None = None) -> np.ndarray:
     """Korus 3-level maps: black authentic, grey collateral damage, white semantic change; the
     dataset's readme counts grey and white as tampered."""
     return _grey(a) > 32
 
 
-def columbia_manipulated(a: np.ndarray) -> np.ndarray:
+def columbia_manipulated(a: np.ndarray, path: Path | None = None) -> np.ndarray:
     """Columbia edge masks are colour-coded: green = the spliced region, red = the host image
     (lighter shades mark a band along the boundary; both shades count with their hue). This is
     the reading of CAT-Net (green channel) and photoholmes (``TAMPERED_COLOR_INDEX = 1``). A mask
@@ -87,6 +91,14 @@ def columbia_manipulated(a: np.ndarray) -> np.ndarray:
     if np.mean(np.abs(g - r) > 64) < 0.01:  # hardly any saturated red or green
         return white_is_manipulated(a)
     return g > r
+
+
+def nist16_manipulated(a: np.ndarray, path: Path | None = None) -> np.ndarray:
+    """NIST's own reference masks are inverted (black = manipulated); the redistributed ``Tp/`` +
+    ``Gt/`` masks (JPEG) are white = manipulated, binarised at 127.5 like every mask."""
+    if path is not None and path.parent.name.lower() == "gt":
+        return white_is_manipulated(a)
+    return black_is_manipulated(a)
 
 
 # --------------------------------------------------------------------------- file finding
@@ -214,7 +226,7 @@ def find_coverage(raw: Path) -> tuple[Pairs, Skips]:
 
 
 def find_nist16(raw: Path) -> tuple[Pairs, Skips]:
-    """NIST Nimble 2016 (NC2016_Test0613); pairs come from the reference table::
+    """NIST Nimble 2016 (NC2016_Test0613), pairs from the reference table::
 
         probe/NC2016_<id>.jpg                                      probes (all images)
         reference/manipulation/NC2016-manipulation-ref.csv         '|'-separated: ProbeFileName,
@@ -222,14 +234,32 @@ def find_nist16(raw: Path) -> tuple[Pairs, Skips]:
         reference/manipulation/mask/NC2016_<id>.png                inverted: black = manipulated
 
     Paths in the table are relative to the dataset root; ``IsTarget = N`` probes are authentic.
+    Or the redistributed forgeries (any folders holding a ``Tp/`` + ``Gt/`` pair, e.g. ``train/``
+    and ``test/``)::
+
+        Tp/NC2016_<id>.jpg          tampered
+        Gt/NC2016_<id>_mask.jpg     white = manipulated (JPEG: binarised)
+
+    ``--split train|val|test`` keeps the probes of the repository's leak-free split
+    (:func:`split_ids`), whichever layout the folder has.
     """
     tables = sorted(raw.rglob("*manipulation-ref.csv"))
     if not tables:
-        raise _layout_error(raw, "no reference/manipulation/*-manipulation-ref.csv", "nist16")
+        tp_dirs = [d for d in _dirs_named(raw, "Tp") if (d.parent / "Gt").is_dir()]
+        if not tp_dirs:
+            raise _layout_error(raw, "no reference/manipulation/*-manipulation-ref.csv and no Tp/ + Gt/ folders", "nist16")
+        pairs: Pairs = []
+        skipped: Skips = []
+        for d in tp_dirs:
+            masks = {p.stem.removesuffix("_mask"): p for p in _images_in([d.parent / "Gt"], recursive=False)}
+            found, miss = _pair_by_key(_images_in([d], recursive=False), masks, lambda p: p.stem, lambda p: f"Gt/{p.stem}_mask.jpg")
+            pairs += found
+            skipped += miss
+        return pairs, skipped
     table = tables[0]
     root = table.parents[2] if len(table.relative_to(raw).parts) >= 3 else raw
-    pairs: Pairs = []
-    skipped: Skips = []
+    pairs = []
+    skipped = []
     seen: set[str] = set()
     with open(table, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="|"))
@@ -237,18 +267,72 @@ def find_nist16(raw: Path) -> tuple[Pairs, Skips]:
         raise ValueError(f"{table}: expected '|'-separated columns ProbeFileName, ProbeMaskFileName, IsTarget; "
                          f"got {sorted(rows[0])[:8]}")
     for row in rows:
-        probe = row["ProbeFileName"].strip()
+        probe = (row["ProbeFileName"] or "").strip()
         if not probe or probe in seen:
             continue
         seen.add(probe)
         image = root / probe
-        if row["IsTarget"].strip().upper() != "Y":
+        if (row["IsTarget"] or "").strip().upper() != "Y":
             pairs.append((image, None))
         elif mask := (row.get("ProbeMaskFileName") or "").strip():
             pairs.append((image, root / mask))
         else:
             skipped.append(_missing(image, f"named in {table.name}"))
     return pairs, skipped
+
+
+#: the repository's leak-free splits: {dataset: file in this package}
+SPLIT_FILES = {"nist16": "nist16_split.json"}
+
+
+@cache
+def _split_table(name: str) -> dict:
+    if name not in SPLIT_FILES:
+        raise ValueError(f"dataset {name!r} has no split in this repository; splits exist for {', '.join(SPLIT_FILES)}")
+    return json.loads(resources.files(__package__).joinpath(SPLIT_FILES[name]).read_text())
+
+
+def split_ids(name: str, split: str) -> frozenset[str]:
+    """The image ids (file stems) of one part of a dataset's leak-free split (``nist16``: ``train``,
+    ``val`` (carved from NIST16's training part, see :func:`carve_validation`) or ``test``)."""
+    table = _split_table(name)
+    parts = {k for k, v in table.items() if isinstance(v, list)}
+    if split not in parts:
+        raise ValueError(f"unknown split {split!r} of {name}; known: {', '.join(sorted(parts))}")
+    return frozenset(table[split])
+
+
+def near_duplicate_groups(images: Sequence[Path], max_distance: int = 4) -> list[list[int]]:
+    """Indices of ``images`` grouped by perceptual hash: two images within ``max_distance`` bits
+    (64-bit pHash) are in one group, transitively (NIST16 forges one photo many times)."""
+    import imagehash
+    from PIL import Image
+    from scipy.sparse.csgraph import connected_components
+
+    hashes = []
+    for p in images:
+        with Image.open(p) as im:
+            hashes.append(imagehash.phash(im))
+    n = len(hashes)
+    close = np.array([[hashes[i] - hashes[j] <= max_distance for j in range(n)] for i in range(n)], dtype=bool)
+    _, label = connected_components(close, directed=False)
+    groups: dict[int, list[int]] = {}
+    for i, g in enumerate(label):
+        groups.setdefault(int(g), []).append(i)
+    return list(groups.values())
+
+
+def carve_validation(images: Sequence[Path], fraction: float = 0.2, seed: int = 0, max_distance: int = 4) -> list[Path]:
+    """A validation part of ``images`` made of whole :func:`near_duplicate_groups` (so no image of
+    it has a near-duplicate left in training), about ``fraction`` of the images, groups drawn at random."""
+    groups = near_duplicate_groups(images, max_distance)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    picked: list[int] = []
+    for g in order:
+        if len(picked) >= fraction * len(images):
+            break
+        picked += groups[g]
+    return sorted(images[i] for i in picked)
 
 
 _IMD_SKIP = ("_orig", "_mask")
@@ -343,7 +427,7 @@ PREPARERS: dict[str, Preparer] = {
         Preparer("casiav2", find_casiav2, white_is_manipulated),
         Preparer("columbia", find_columbia, columbia_manipulated),
         Preparer("coverage", find_coverage, white_is_manipulated),
-        Preparer("nist16", find_nist16, black_is_manipulated),
+        Preparer("nist16", find_nist16, nist16_manipulated),
         Preparer("imd2020", find_imd2020, white_is_manipulated),
         Preparer("dso1", find_dso1, black_is_manipulated),
         Preparer("korus", find_korus, korus_manipulated),
@@ -377,26 +461,39 @@ def _mask_name(raw: Path, image: Path, taken: set[str]) -> str:
 
 
 def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include_authentic: bool = True,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, split: str | None = None, paths: str = "absolute") -> dict:
     """Prepare benchmark ``name`` (a key of :data:`PREPARERS`) from ``raw_dir`` into ``out_dir``.
 
     Writes ``index.json``, ``masks/``, ``report.json`` and ``rejected.jsonl`` (see module doc) and
-    returns the report. ``raw_dir`` is only read. Raises ``ValueError`` for an unknown name or a
-    folder that does not match the expected layout, ``FileNotFoundError`` if ``raw_dir`` is absent.
+    returns the report. ``split`` keeps one part of the repository's leak-free split
+    (:func:`split_ids`); the images outside it are counted, not listed. ``paths`` is how the index
+    names files (``io.write_benco_index``: ``absolute``, or ``relative`` to the index for a dataset
+    that moves with its folder). ``raw_dir`` is only read.
+    Raises ``ValueError`` for an unknown name or split or a folder that does not match the expected
+    layout, ``FileNotFoundError`` if ``raw_dir`` is absent.
     """
     from tqdm import tqdm
 
     if name not in PREPARERS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(PREPARERS)}")
-    raw, out = Path(raw_dir).resolve(), Path(out_dir).resolve()
+    raw, out = Path(os.path.abspath(raw_dir)), Path(out_dir).resolve()  # raw keeps its links: the index names images as the user does
     if not raw.is_dir():
         raise FileNotFoundError(f"raw dataset folder not found: {raw}")
-    if out == raw or out.is_relative_to(raw):
+    if out == raw.resolve() or out.is_relative_to(raw.resolve()):
         raise ValueError(f"out_dir {out} must not be inside raw_dir {raw}: the raw download is never modified")
     prep = PREPARERS[name]
+    keep = split_ids(name, split) if split is not None else None
     pairs, skipped = prep.find(raw)
     if not pairs and not skipped:
         raise _layout_error(raw, f"no {name} images found", name)
+    n_outside = 0
+    if keep is not None:
+        n_all = len(pairs) + len(skipped)
+        pairs = [(i, m) for i, m in pairs if i.stem in keep]
+        skipped = [s for s in skipped if Path(s["image"]).stem in keep]
+        n_outside = n_all - len(pairs) - len(skipped)
+        if not pairs and not skipped:
+            raise ValueError(f"{raw}: none of the {n_all} {name} images is in the {split!r} split")
     if not include_authentic:
         pairs = [(i, m) for i, m in pairs if m is not None]
 
@@ -414,7 +511,7 @@ def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include
             entries.append((image, None))
             continue
         try:
-            truth = prep.decode(io.read_mask_pixels(mask))
+            truth = prep.decode(io.read_mask_pixels(mask), mask)
         except io.Rejected as e:
             skipped.append({"image": str(image), "mask": str(mask), "reason": "unreadable-mask",
                             "detail": f"{e.reason}: {e.detail}"})
@@ -433,7 +530,7 @@ def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include
         io.write_mask(out_mask, truth)
         entries.append((image, out_mask))
 
-    io.write_benco_index(out / "index.json", entries)
+    io.write_benco_index(out / "index.json", entries, paths=paths)
     with io.JsonlWriter(out / "rejected.jsonl") as rejected:
         for item in skipped:
             rejected.write(item)
@@ -443,6 +540,8 @@ def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include
         "raw_dir": str(raw),
         "index": str(out / "index.json"),
         "include_authentic": include_authentic,
+        "split": split,
+        "n_outside_split": n_outside,
         "n_images": len(entries),
         "n_tampered": n_tampered,
         "n_authentic": len(entries) - n_tampered,
