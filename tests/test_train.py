@@ -118,6 +118,28 @@ def test_fit_learns_writes_artifacts_and_resumes_identically(tmp_path):
         fit(TinyNet(), mix, other, tmp_path / "other", TinyConfig(), progress=False)
 
 
+def test_snapshots_hold_the_model_after_their_share_of_the_steps(tmp_path):
+    """A run stopped at step 4 of 12 equals the snapshot the full run saved after a third of its steps."""
+    from webiml.models.checkpoint import load_checkpoint
+    from webiml.train import snapshot_path
+
+    mix = Mixture({"a": _items(6)})
+    cfg = TrainConfig(steps=12, batch_size=4, size=32, lr=0.01, warmup=2, checkpoint_every=100, threads=1, snapshots=(1 / 3, 0.5))
+    assert cfg.snapshot_steps() == [4, 6]
+    torch.manual_seed(0)
+    fit(TinyNet(), mix, cfg, tmp_path / "full", TinyConfig(), progress=False)
+    assert sorted(p.name for p in (tmp_path / "full" / "snapshots").iterdir()) == ["step4.pt", "step6.pt"]
+    torch.manual_seed(0)
+    short = TinyNet()
+    fit(short, mix, cfg, tmp_path / "short", TinyConfig(), progress=False, stop_after=4)
+    snap, extra = load_checkpoint(snapshot_path(tmp_path / "full", 4))
+    assert extra["snapshot_of"] == 12
+    for a, b in zip(short.state_dict().values(), snap.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="snapshots are fractions"):
+        TrainConfig(snapshots=(1.0,))
+
+
 _DDP_SCRIPT = textwrap.dedent('''
     import sys, torch
     sys.path.insert(0, {tests!r})

@@ -313,7 +313,8 @@ def _train_webiml(args: argparse.Namespace) -> int:
     section["mixture"] = {**section.get("mixture", {}), "coco_annotations": coco.get("annotations"), "coco_images": coco.get("images")}
     dist = init_distributed()
     run = prepare_webiml(args.variant, section, args.train_seed, web_dataset=args.web_dataset,
-                         web_all_dataset=args.web_all_dataset, data_seed=data_seed)
+                         web_all_dataset=args.web_all_dataset, data_seed=data_seed,
+                         real_dataset=args.real_dataset if Path(args.real_dataset).is_file() else None)
     summary = train_webiml(run, args.out, progress=not args.quiet)
     if dist.main:
         print(json.dumps({k: summary[k] for k in ("variant", "seed", "steps", "seconds", "images_per_second", "processes", "final_loss")}, indent=1))
@@ -463,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     tw.add_argument("--out", required=True)
     tw.add_argument("--web-dataset", default="data/dataset/index.json")
     tw.add_argument("--web-all-dataset", default="data/dataset_noqes/index.json")
+    tw.add_argument("--real-dataset", default="data/realsets/nist16/train/index.json",
+                    help="the hand-labelled real training set (a BenCo index; skipped when absent)")
     tw.add_argument("--quiet", action="store_true")
     _add_params(tw, "train_webiml", ("paths",))
     tw.set_defaults(func=_train_webiml)

@@ -6,13 +6,15 @@
 - ``web``: the auto-annotated web dataset written by the filter stage (a BenCo index);
 - ``jitter``: Object Jitter samples (``jitter.object_jitter``) on instance masks from COCO, the
   offline photos' own instances or object-like synthetic masks;
-- ``authentic``: crops of the ``train`` photos with empty masks.
+- ``authentic``: crops of the ``train`` photos with empty masks;
+- ``real``: a hand-labelled real training set (a BenCo index: NIST16's ``train`` part in the
+  pipeline, as CASIAv2 is in the paper), read from disk on demand at long side ``real_side``.
 
 Generated sources make each sample from a seed of (data seed, source, index) and keep it up to
 ``cache_mb`` (:class:`webiml.samples.GeneratedSource`): :func:`build_mixture` makes them up front
 while they fit (all of them at the default size, so training steps do not wait for them; DataLoader
 workers inherit them), and the rest are made when first drawn. The web source is read from disk on
-demand. Nothing holds more of the mixture in memory than ``cache_mb`` per source.
+demand, as is the real source. Nothing holds more of the mixture in memory than ``cache_mb`` per source.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .train import Mixture
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("handcrafted", "web", "jitter", "authentic")
+SOURCES = ("handcrafted", "web", "jitter", "authentic", "real")
 #: the generated sources' seed salts: sample i of a source comes from default_rng([seed, salt, i])
 SALTS = {"handcrafted": 1, "jitter": 2, "authentic": 3}
 
@@ -44,8 +46,9 @@ class MixtureConfig:
     handcrafted: int = 300  # synthetic forgeries with truth
     jitter: int = 150  # Object Jitter samples
     authentic: int = 80  # authentic crops, empty masks
-    repeat: dict = field(default_factory=lambda: {"handcrafted": 1.0, "web": 2.0, "jitter": 1.0, "authentic": 1.0})
+    repeat: dict = field(default_factory=lambda: {"handcrafted": 1.0, "web": 2.0, "jitter": 1.0, "authentic": 1.0, "real": 1.0})
     base_side: tuple[int, int] = (320, 512)  # long side of generated images
+    real_side: int = 512  # long side the real training images are read at (inference caps images at benchmark.max_side)
     instances: tuple[str, ...] = ("photos", "synthetic")  # Object Jitter instance sources
     coco_annotations: str | None = None  # instances: coco -> a COCO instances JSON ...
     coco_images: str | None = None  # ... and its image folder
@@ -132,8 +135,10 @@ def build_mixture(
     web_index: str | Path | None = None,
     use_jitter: bool = True,
     progress: bool = False,
+    real_index: str | Path | None = None,
 ) -> tuple[Mixture, dict]:
-    """The training mixture and a report (per-source counts, samples made up front, rejections)."""
+    """The training mixture and a report (per-source counts, samples made up front, rejections).
+    ``web_index``: the web dataset; ``real_index``: the real training set (None: none)."""
     from .photos import load_photos
 
     rng = np.random.default_rng(seed)
@@ -162,6 +167,10 @@ def build_mixture(
         else:
             report["jitter_rejected"] = {"no-instance-images": 1}
     sources["authentic"] = generated("authentic", authentic_sample)
+    if real_index is not None:
+        real = IndexSource(real_index, max_side=cfg.real_side)
+        sources["real"] = real
+        report["real_rejected"] = real.rejected
     report["made_up_front"] = {k: make_up_front(src, k, progress) for k, src in sources.items() if isinstance(src, GeneratedSource)}
     if isinstance(sources.get("jitter"), JitterSource):  # draws rejected while making the samples made so far
         report["jitter_rejected"] = dict(sources["jitter"].rejected)

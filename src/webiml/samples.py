@@ -14,10 +14,12 @@ import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
+import cv2
 import numpy as np
 
 from . import io, synth
 from .cache import MemoryCache
+from .geometry import resize_long_side
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +61,14 @@ class IndexSource:
     Opening checks every entry's header (readable image, mask of the same size) without decoding;
     entries that fail are left out with their reason in ``rejected``. An image that fails to decode
     later (e.g. truncated data) is also recorded there and replaced by the next entry.
-    ``"Negative"`` entries get an empty mask.
+    ``"Negative"`` entries get an empty mask. ``max_side``: larger images (and their masks) are
+    downscaled to this long side when read.
     """
 
-    def __init__(self, index: str | Path):
+    def __init__(self, index: str | Path, max_side: int | None = None):
         from PIL import Image
+
+        self.max_side = max_side
 
         self.entries: list[tuple[Path, Path | None]] = []
         self.rejected: list[dict] = []
@@ -90,6 +95,9 @@ class IndexSource:
             try:
                 rgb, _ = io.read_image(img)
                 target = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0])) if mask is not None else np.zeros(rgb.shape[:2], bool)
+                if self.max_side and max(rgb.shape[:2]) > self.max_side:
+                    rgb = resize_long_side(rgb, self.max_side, interpolation=cv2.INTER_AREA)
+                    target = resize_long_side(target.astype(np.uint8), self.max_side, mask=True)
                 return rgb, target.astype(np.float32)
             except (io.Rejected, ValueError, OSError) as e:
                 self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": getattr(e, "reason", str(e))})

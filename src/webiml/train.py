@@ -65,9 +65,16 @@ class TrainConfig:
     prefetch_factor: int = 2  # batches each worker prepares ahead
     freeze_bn: bool = False  # BatchNorm layers keep their statistics (eval mode) while the weights train
     sync_bn: bool = True  # under DDP on CUDA, BatchNorm statistics over the global batch (SyncBatchNorm)
+    snapshots: tuple[float, ...] = ()  # fractions of `steps` after which the model is also saved (snapshots/step<k>.pt)
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        if any(not 0 < f < 1 for f in self.snapshots):
+            raise ValueError(f"snapshots are fractions of the steps in (0, 1), got {list(self.snapshots)}")
+
+    def snapshot_steps(self) -> list[int]:
+        """The steps after which :func:`fit` saves a snapshot of the model."""
+        return sorted({max(1, round(f * self.steps)) for f in self.snapshots} - {self.steps})
 
 
 #: settings a run may change when it resumes (where it runs, not what it computes)
@@ -256,6 +263,11 @@ def _state_path(out: Path) -> Path:
     return out / "last.pt"
 
 
+def snapshot_path(out: str | Path, step: int) -> Path:
+    """Where :func:`fit` saves the model after ``step`` (``TrainConfig.snapshots``)."""
+    return Path(out) / "snapshots" / f"step{step}.pt"
+
+
 def _resume_key(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
@@ -344,6 +356,7 @@ def fit(
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {out.name}", disable=not (progress and dist.main), unit="step")
     bad_in_a_row = 0
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    snapshot_steps = set(cfg.snapshot_steps())
     batches = iter(data_loader(data, cfg, step, dist.rank, dist.world, device))
     while step < end:
         t0 = time.perf_counter()
@@ -377,6 +390,9 @@ def fit(
             history.append(row)
             bar.set_postfix(loss=f"{loss_value:.4f}")
         bar.update(1)
+        if dist.main and step in snapshot_steps:
+            save_checkpoint(snapshot_path(out, step), model, model_config,
+                            extra={**(extra or {}), "input_size": cfg.size, "snapshot_of": cfg.steps})
         if dist.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps) and bad_in_a_row == 0:
             with io.atomic_path(state_file) as tmp:
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

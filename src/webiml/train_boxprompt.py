@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .models.boxprompt import BoxPromptConfig, BoxPromptStudent
 from .models.registry import STUDENTS
 from .models.teachers import make_teacher
 from .photos import load_photos
-from .samples import ListSource, authentic_samples, handcrafted_samples
+from .samples import IndexSource, ListSource, authentic_samples, handcrafted_samples
 from .train import Mixture, TrainConfig, fit
 
 
@@ -46,11 +47,12 @@ class BoxPromptData:
 
 @dataclass(frozen=True)
 class BoxPromptDataConfig:
-    """``train_boxprompt.data``: the students' training forgeries (``train`` photos)."""
+    """``train_boxprompt.data``: the students' training forgeries (``train`` photos) and real images."""
 
     handcrafted: int = 300
     authentic: int = 80
     base_side: tuple[int, int] = (320, 512)
+    real_side: int = 512  # long side the real training images (NIST16 train) are read at
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,15 @@ class SimulatedBoxes:
     jitter: float = 0.05
 
 
-def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = True) -> BoxPromptData:
-    """Forgeries with truth from the ``train`` photos (plus authentic crops), one simulated box per
-    connected truth region, and the teacher's pseudo-masks from those boxes.
+def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = True,
+                           real_index: str | Path | None = None) -> BoxPromptData:
+    """Forgeries with truth from the ``train`` photos (plus authentic crops) and the real training
+    set ``real_index`` (a BenCo index, None: none), one simulated box per connected truth region, and
+    the teacher's pseudo-masks from those boxes.
 
     ``params`` is the ``train_boxprompt`` section. The teacher's pseudo-mask quality (IoU/F1 against
-    truth, tampered images only) is in ``report["teacher"]``; the box lower bound in ``report["box"]``.
+    truth, tampered images only) is in ``report["teacher"]`` (``report["teacher_by_source"]`` per
+    source); the box lower bound in ``report["box"]``.
     """
     from tqdm import tqdm
 
@@ -76,8 +81,11 @@ def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = Tr
     bcfg = from_dict(SimulatedBoxes, params.get("boxes"), "train_boxprompt.boxes")
     rng = np.random.default_rng(data_seed)
     photos = load_photos("train")
-    samples = handcrafted_samples(photos, d.handcrafted, rng, d.base_side)
-    samples += authentic_samples(photos, d.authentic, rng, d.base_side)
+    samples = [("synthetic", *x) for x in handcrafted_samples(photos, d.handcrafted, rng, d.base_side)]
+    samples += [("synthetic", *x) for x in authentic_samples(photos, d.authentic, rng, d.base_side)]
+    real = IndexSource(real_index, max_side=d.real_side) if real_index is not None else None
+    if real is not None:
+        samples += [("real", *real[i]) for i in range(len(real))]
     kind = params.get("teacher", "grabcut")
     kw = {"checkpoint": params.get("sam_checkpoint"), "model_type": params.get("sam_model_type", "vit_b"),
           "device": (params.get("train") or {}).get("device", "auto")} if kind == "sam" else {}  # SAM runs where the students train
@@ -85,8 +93,9 @@ def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = Tr
     images, truth, all_boxes = [], [], []
     targets: dict[str, list] = {"teacher": [], "truth": [], "box": [], "image": []}
     scores: dict[str, list] = {"teacher": [], "box": []}
+    by_source: dict[str, list] = {}
     t0 = time.perf_counter()
-    for rgb, mask in tqdm(samples, desc=f"{kind} pseudo-masks", disable=not progress, unit="img"):
+    for source, rgb, mask in tqdm(samples, desc=f"{kind} pseudo-masks", disable=not progress, unit="img"):
         m = mask > 0.5
         bx = B.boxes_from_mask(m, rng, looseness=bcfg.looseness, jitter=bcfg.jitter) if m.any() else []
         filled = B.boxes_to_mask(bx, (rgb.shape[1], rgb.shape[0])).astype(np.float32) if bx else np.zeros(m.shape, np.float32)
@@ -101,12 +110,16 @@ def prepare_boxprompt_data(params: dict, data_seed: int = 0, progress: bool = Tr
         if m.any():
             scores["teacher"].append(pixel_scores(pseudo > 0.5, m))
             scores["box"].append(pixel_scores(filled > 0.5, m))
+            by_source.setdefault(source, []).append(scores["teacher"][-1])
     report = {
         "n_images": len(images),
+        "n_by_source": dict(Counter(s[0] for s in samples)),
         "n_tampered": int(sum(t.any() for t in truth)),
         "n_boxes": int(sum(len(b) for b in all_boxes)),
         "teacher_name": kind,
         "teacher": mean_scores(scores["teacher"]),
+        "teacher_by_source": {k: mean_scores(v) for k, v in by_source.items()},
+        "real_rejected": real.rejected if real is not None else [],
         "box": mean_scores(scores["box"]),
         "teacher_seconds": round(time.perf_counter() - t0, 2),
     }

@@ -28,6 +28,7 @@ class WebIMLRun:
     mixture: Mixture
     report: dict
     web: str | None
+    real: str | None = None
 
 
 def prepare_webiml(
@@ -37,13 +38,15 @@ def prepare_webiml(
     web_dataset: str | Path | None,
     web_all_dataset: str | Path | None = None,
     data_seed: int = 0,
+    real_dataset: str | Path | None = None,
 ) -> WebIMLRun:
     """Model, settings and training mixture of one Web-IML ablation variant with one seed.
 
     ``params`` is the ``train_webiml`` section (``model``, ``train``, ``mixture``); variants are
     ``models.registry.WEBIML_VARIANTS``. The generated training data depend on ``data_seed`` only,
     so seeds differ in initialisation and sampling order. ``web_dataset`` is the QES-filtered web
-    dataset, ``web_all_dataset`` the unfiltered one (used by ``webiml-noqes``).
+    dataset, ``web_all_dataset`` the unfiltered one (used by ``webiml-noqes``); ``real_dataset`` the
+    hand-labelled real training set every variant trains on (None: none).
     """
     if variant not in WEBIML_VARIANTS:
         raise KeyError(f"unknown Web-IML variant {variant!r}; known: {', '.join(WEBIML_VARIANTS)}")
@@ -58,15 +61,16 @@ def prepare_webiml(
         if not Path(web).exists():
             raise FileNotFoundError(f"web dataset {web} not found: run `dvc repro filter` first")
     mixture, report = build_mixture(from_dict(MixtureConfig, params.get("mixture", {}), "train_webiml.mixture"),
-                                    seed=data_seed, web_index=web, use_jitter=spec.jitter)
+                                    seed=data_seed, web_index=web, use_jitter=spec.jitter, real_index=real_dataset)
     torch.manual_seed(seed)
     model = WebIML(mcfg)
-    return WebIMLRun(variant, seed, model, mcfg, tcfg, mixture, report, str(web) if web else None)
+    return WebIMLRun(variant, seed, model, mcfg, tcfg, mixture, report, str(web) if web else None,
+                     str(real_dataset) if real_dataset else None)
 
 
 def train_webiml(run: WebIMLRun, out: str | Path, progress: bool = True) -> dict:
     """Train a prepared run into ``out`` (``model.pt``, ``history.csv``, ``train.json``)."""
     summary = fit(run.model, run.mixture, run.train_config, out, run.model_config, progress=progress,
-                  extra={"variant": run.variant, "seed": run.seed, "web": run.web, "mixture": run.report})
-    summary.update({"variant": run.variant, "seed": run.seed, "web": run.web})
+                  extra={"variant": run.variant, "seed": run.seed, "web": run.web, "real": run.real, "mixture": run.report})
+    summary.update({"variant": run.variant, "seed": run.seed, "web": run.web, "real": run.real})
     return summary
