@@ -200,3 +200,41 @@ def test_group_seeds_takes_run_ids_bare_names_and_paths():
 
     assert group_seeds(["webiml@seed0", "webiml@seed1", "webiml-noweb", "runs/x/model.pt"]) == {
         "webiml": ["webiml@seed0", "webiml@seed1"], "webiml-noweb": ["webiml-noweb"], "runs/x/model.pt": ["runs/x/model.pt"]}
+
+
+def test_every_table_has_the_trivial_answers(pipeline, tmp_path):
+    """All-forged scores 2c/(1+c) per tampered image (c: its truth's coverage) and an image-level AUC
+    of 0.5; the empty map scores 0; both are computed like a model and shown in every table."""
+    from webiml.evaluate.benchmark import TRIVIAL, run_benchmark, trivial
+
+    build_synthetic_testset(tmp_path / "ts", n=8, seed=1, base_side=(96, 128))
+    index = tmp_path / "ts" / "index.json"
+    cover = [io.read_mask(m).mean() for _, m in io.read_index(index) if m is not None and io.read_mask(m).any()]
+    s, _ = evaluate_model(trivial("all-forged"), index, progress=False)
+    assert s["pixel_f1"] == pytest.approx(np.mean([2 * c / (1 + c) for c in cover])) and s["image_auc"] == pytest.approx(0.5)
+    assert s["pixel_recall"] == pytest.approx(1.0)
+    assert evaluate_model(trivial("empty"), index, progress=False)[0]["pixel_f1"] == 0.0
+    with pytest.raises(ValueError, match="unknown trivial answer"):
+        trivial("half")
+    res = run_benchmark({"webiml@seed0": load_model("webiml", pipeline)}, {"syn": index}, robustness={}, progress=False, max_side=64)
+    assert set(res["trivial"]["syn"]) == set(TRIVIAL) and res["max_side"] == 64
+    assert res["trivial"]["syn"]["all-forged"]["pixel_f1"] == pytest.approx(s["pixel_f1"])
+    table = markdown_table(res["datasets"]["syn"], trivial=res["trivial"]["syn"])
+    assert f"| *all-forged (trivial)* | – | *{s['pixel_f1']:.3f}* |" in table and "| *empty (trivial)* | – | *0.000* |" in table
+    mj = metrics_json(res)
+    assert mj["syn"]["all-forged"]["pixel_f1"] == pytest.approx(s["pixel_f1"], abs=1e-4) and "webiml" in mj["syn"]
+
+
+def test_snapshots_are_benchmarked_against_the_steps(pipeline, tmp_path):
+    from webiml.evaluate.benchmark import benchmark_steps, run_benchmark, snapshots
+
+    build_synthetic_testset(tmp_path / "ts", n=4, seed=1, base_side=(96, 128))
+    lm = load_model("webiml", pipeline)
+    lm.extra["training"] = {"steps": 8}
+    for step in (2, 4):
+        save_checkpoint(lm.path.parent / "snapshots" / f"step{step}.pt", TinyNet(), TinyConfig())
+    assert list(snapshots(lm)) == [2, 4]
+    res = run_benchmark({"webiml@seed0": lm}, {"syn": tmp_path / "ts" / "index.json"}, robustness={}, progress=False)
+    steps = benchmark_steps({"webiml@seed0": lm}, res, "syn", progress=False)
+    assert list(steps["runs"]["webiml@seed0"]) == ["2", "4", "8"] and "all-forged" in steps["trivial"]
+    assert steps["runs"]["webiml@seed0"]["8"]["pixel_f1"] == res["datasets"]["syn"]["webiml@seed0"]["pixel_f1"]

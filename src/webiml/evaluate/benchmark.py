@@ -9,10 +9,11 @@ skipped with their reason and counted, never fatal.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -54,8 +55,22 @@ def dataset_entries(spec: str | Path | Sequence) -> list[tuple[Path, Path | None
 _entries = dataset_entries
 
 
+#: the trivial answers every table shows beside the models: a map marking the whole image, or nothing
+TRIVIAL = ("all-forged", "empty")
+Predictor = Callable[[np.ndarray], np.ndarray]  # rgb -> probability map at its size
+
+
+def trivial(kind: str) -> Predictor:
+    """The trivial predictor ``kind`` (:data:`TRIVIAL`): a constant map, hence a constant image score
+    (image-level AUC 0.5)."""
+    if kind not in TRIVIAL:
+        raise ValueError(f"unknown trivial answer {kind!r}; known: {', '.join(TRIVIAL)}")
+    value = 1.0 if kind == "all-forged" else 0.0
+    return lambda rgb: np.full(rgb.shape[:2], value, np.float32)
+
+
 def evaluate_model(
-    lm: LoadedModel,
+    lm: LoadedModel | Predictor,
     dataset: str | Path | Sequence,
     perturbation: tuple[str, float] | None = None,
     seed: int = 0,
@@ -63,14 +78,17 @@ def evaluate_model(
     progress: bool = True,
     desc: str = "",
 ) -> tuple[dict, list[dict]]:
-    """Metrics of one model on one dataset (optionally perturbed); returns ``(summary, rows)``."""
+    """Metrics of one model (or :func:`trivial` predictor) on one dataset, optionally perturbed;
+    images whose long side exceeds ``max_side`` are downscaled for the model. Returns ``(summary, rows)``."""
     from tqdm import tqdm
 
+    predict = functools.partial(predict_prob, lm, max_side=max_side) if isinstance(lm, LoadedModel) else lm
+    name = lm.name if isinstance(lm, LoadedModel) else "trivial"
     entries = _entries(dataset)
     acc = BenchmarkAccumulator()
     rng = np.random.default_rng(seed)
     skipped: list[dict] = []
-    for img, mask in tqdm(entries, desc=desc or f"bench {lm.name}", disable=not progress, unit="img", leave=False):
+    for img, mask in tqdm(entries, desc=desc or f"bench {name}", disable=not progress, unit="img", leave=False):
         try:
             rgb, _ = io.read_image(img)
             truth = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0])) if mask is not None else None
@@ -79,7 +97,7 @@ def evaluate_model(
             continue
         if perturbation is not None:
             rgb, truth = perturb_pair(rgb, truth, perturbation[0], perturbation[1], rng)
-        prob = predict_prob(lm, rgb, max_side=max_side)
+        prob = predict(rgb)
         acc.add(prob, truth, score=image_score(prob), name=Path(img).name)
     summary = acc.summary()
     summary["n_skipped"] = len(skipped)
@@ -96,11 +114,13 @@ def run_benchmark(
     robustness_datasets: Iterable[str] | None = None,
     seed: int = 0,
     progress: bool = True,
+    max_side: int = 1024,
 ) -> dict:
-    """Every model on every dataset; robustness curves for the chosen models and datasets.
+    """Every model and the :data:`TRIVIAL` answers on every dataset, images capped at ``max_side``
+    on the long side; robustness curves for the chosen models and datasets.
 
-    Returns ``{"datasets": {ds: {model: summary}}, "rows": {ds: {model: rows}},
-    "robustness": {ds: {model: {kind: {level: summary}}}}}``.
+    Returns ``{"datasets": {ds: {model: summary}}, "trivial": {ds: {kind: summary}}, "rows": {ds:
+    {model: rows}}, "robustness": {ds: {model: {kind: {level: summary}}}}, "max_side": max_side}``.
     """
     from tqdm import tqdm
 
@@ -108,14 +128,15 @@ def run_benchmark(
     if unknown:  # before hours of predictions, not after
         raise ValueError(f"unknown perturbation{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in "
                          f"params section 'benchmark.robustness'; allowed: {', '.join(PERTURBATIONS)}")
-    res: dict = {"datasets": {}, "rows": {}, "robustness": {}}
+    res: dict = {"datasets": {}, "trivial": {}, "rows": {}, "robustness": {}, "max_side": max_side, "spec": dict(datasets)}
     total = len(models) * len(datasets)
     bar = tqdm(total=total, desc="benchmark", disable=not progress, unit="run")
     for ds, spec in datasets.items():
         entries = _entries(spec)
         res["datasets"][ds], res["rows"][ds] = {}, {}
+        res["trivial"][ds] = {k: evaluate_model(trivial(k), entries, progress=False)[0] for k in TRIVIAL}
         for name, lm in models.items():
-            s, rows = evaluate_model(lm, entries, seed=seed, progress=progress, desc=f"{name} · {ds}")
+            s, rows = evaluate_model(lm, entries, seed=seed, progress=progress, desc=f"{name} · {ds}", max_side=max_side)
             res["datasets"][ds][name], res["rows"][ds][name] = s, rows
             bar.update(1)
     bar.close()
@@ -130,10 +151,37 @@ def run_benchmark(
             for kind, levels in robustness.items():
                 curves[kind] = {}
                 for level in levels:
-                    s, _ = evaluate_model(models[name], entries, (kind, level), seed=seed, progress=progress, desc=f"{name} · {ds} · {kind} {level}")
+                    s, _ = evaluate_model(models[name], entries, (kind, level), seed=seed, progress=progress,
+                                          desc=f"{name} · {ds} · {kind} {level}", max_side=max_side)
                     curves[kind][str(level)] = {k: s.get(k) for k in (*HEADLINE, "n_tampered", "n_images")}
             res["robustness"][ds][name] = curves
     return res
+
+
+def snapshots(lm: LoadedModel) -> dict[int, Path]:
+    """``{step: checkpoint}`` of the snapshots saved while ``lm`` trained (``TrainConfig.snapshots``)."""
+    return {int(p.stem.removeprefix("step")): p for p in sorted((lm.path.parent / "snapshots").glob("step*.pt"))}
+
+
+def benchmark_steps(models: dict[str, LoadedModel], res: dict, dataset: str, progress: bool = True,
+                    device: str = "auto") -> dict:
+    """Each model's snapshots (and its final model, from ``res``) on ``dataset`` of a finished
+    :func:`run_benchmark`: ``{"dataset", "trivial": {kind: headline metrics}, "runs": {run: {step:
+    headline metrics}}}``."""
+    from ..infer import load_model
+
+    spec = res["spec"][dataset]
+    out: dict = {"dataset": dataset, "trivial": {kind: {k: v.get(k) for k in HEADLINE} for kind, v in res["trivial"][dataset].items()},
+                 "runs": {}}
+    for name, lm in models.items():
+        final = int((lm.extra.get("training") or {}).get("steps") or 0)
+        curve = {str(final): {k: res["datasets"][dataset][name].get(k) for k in HEADLINE}}
+        for step, path in snapshots(lm).items():
+            s, _ = evaluate_model(load_model(path, device=device), spec, progress=progress, desc=f"{name} · step {step}",
+                                  max_side=res["max_side"])
+            curve[str(step)] = {k: s.get(k) for k in HEADLINE}
+        out["runs"][name] = dict(sorted(curve.items(), key=lambda kv: int(kv[0])))
+    return out
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -153,13 +201,16 @@ def group_seeds(names: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
-def markdown_table(dataset_results: dict[str, dict], keys: Sequence[str] = HEADLINE) -> str:
-    """One dataset's results as a markdown table, seeds of a model pooled as mean ± std."""
+def markdown_table(dataset_results: dict[str, dict], keys: Sequence[str] = HEADLINE, trivial: dict[str, dict] | None = None) -> str:
+    """One dataset's results as a markdown table, seeds of a model pooled as mean ± std, then the
+    ``trivial`` answers (``{kind: summary}``) in italics."""
     groups = group_seeds(dataset_results)
     lines = ["| model | seeds | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for model, runs in groups.items():
         cells = [_fmt([dataset_results[r].get(k) for r in runs]) for k in keys]
         lines.append(f"| {model} | {len(runs)} | " + " | ".join(cells) + " |")
+    for kind, summary in (trivial or {}).items():
+        lines.append(f"| *{kind} (trivial)* | – | " + " | ".join(f"*{_fmt([summary.get(k)])}*" for k in keys) + " |")
     return "\n".join(lines)
 
 
@@ -178,7 +229,13 @@ def metrics_json(res: dict) -> dict:
                     entry[k + "_std"] = round(float(np.std(vals, ddof=1)), 4)
             entry.update({"seeds": len(runs), "n_tampered": per_model[runs[0]].get("n_tampered"), "n_images": per_model[runs[0]].get("n_images")})
             out[ds][model] = entry
+        for kind, summary in res.get("trivial", {}).get(ds, {}).items():
+            out[ds][kind] = {k: None if _missing(v := summary.get(k)) else round(float(v), 4) for k in (*HEADLINE, "pixel_precision", "pixel_recall")}
     return out
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def supervision_comparison(per_model: dict[str, dict], key: str = "pixel_f1", student: str = "boxprompt",
@@ -234,6 +291,7 @@ def f1_flops_figure(res: dict, eff: dict[str, dict], dataset: str, key: str = "p
         marker = "s" if base.startswith("boxprompt") else "o"
         ax.errorbar(x, y, yerr=err, fmt=marker, capsize=3)
         ax.annotate(f"{base} ({eff[base]['parameters'] / 1e6:.1f} M)", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    _trivial_line(ax, res, dataset, key)
     ax.set_xscale("log")
     ax.set_xlabel(f"GFLOPs per {side}×{side} image")
     ax.set_ylabel(f"{key} on {dataset}")
@@ -242,6 +300,13 @@ def f1_flops_figure(res: dict, eff: dict[str, dict], dataset: str, key: str = "p
     ax.set_title("Accuracy vs cost (squares: BoxPromptIML students)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _trivial_line(ax, res: dict, dataset: str, key: str) -> None:
+    """The all-forged answer's ``key`` as a dashed reference line (what a model must beat)."""
+    v = res.get("trivial", {}).get(dataset, {}).get("all-forged", {}).get(key)
+    if not _missing(v):
+        ax.axhline(v, ls="--", lw=1, color="grey", label="all-forged (trivial)")
 
 
 def robustness_figure(res: dict, key: str = "pixel_f1"):
@@ -262,6 +327,7 @@ def robustness_figure(res: dict, key: str = "pixel_f1"):
                 ys = [clean, *[curves[kind][lv].get(key) for lv in levels]]
                 ax.plot(range(len(xs)), ys, marker="o", label=model)
                 ax.set_xticks(range(len(xs)), xs, fontsize=7)
+            _trivial_line(ax, res, ds, key)
             ax.set_title(f"{ds} · {kind}", fontsize=9)
             ax.set_ylim(0, 1)
             if j == 0:
@@ -271,8 +337,10 @@ def robustness_figure(res: dict, key: str = "pixel_f1"):
     return fig
 
 
-def qualitative_grid(models: dict[str, LoadedModel], dataset: str | Path, n: int = 6, max_side: int = 256, seed: int = 0):
-    """Image, truth and each model's prediction for ``n`` tampered images of a dataset."""
+def qualitative_grid(models: dict[str, LoadedModel], dataset: str | Path, n: int = 6, max_side: int = 256, seed: int = 0,
+                     infer_side: int = 1024):
+    """Image, truth and each model's prediction (long side capped at ``infer_side``) for ``n``
+    tampered images of a dataset, drawn at ``max_side``."""
     import cv2
     import matplotlib.pyplot as plt
 
@@ -288,7 +356,7 @@ def qualitative_grid(models: dict[str, LoadedModel], dataset: str | Path, n: int
         panels = [resize_by(rgb, s, interpolation=cv2.INTER_AREA), resize_by(truth.astype(np.float32), s, interpolation=cv2.INTER_LINEAR)]
         titles = [Path(img).name, "truth"]
         for name, lm in models.items():
-            panels.append(resize_by(predict_prob(lm, rgb), s, interpolation=cv2.INTER_LINEAR))
+            panels.append(resize_by(predict_prob(lm, rgb, max_side=infer_side), s, interpolation=cv2.INTER_LINEAR))
             titles.append(name)
         for c, (p, t) in enumerate(zip(panels, titles)):
             ax = axes[r][c]
