@@ -672,3 +672,29 @@ def test_merge_reads_shards_moved_with_their_truth(csv_folder, tmp_path):
     shutil.move(tmp_path / "there", tmp_path / "here")
     report = merge([tmp_path / "here" / "s0", tmp_path / "here" / "s1"], tmp_path / "m", audit=tmp_path / "m-audit")
     assert report["n_accepted"] == len(io.read_jsonl(tmp_path / "m-audit" / "audit.jsonl")) > 0
+
+
+def test_web_pairs_and_coverage_sources(tmp_path):
+    """The web-pairs source reads a samplePairs.csv folder and yields nothing for an absent (empty)
+    one; COVERAGE pairs take their truth from the raw masks or from fitted ones, and none without."""
+    from webiml.collect import candidates_from, coverage_candidates
+
+    (tmp_path / "empty").mkdir()
+    assert list(candidates_from(["web-pairs"], web_pairs=tmp_path / "empty")) == []
+    web = tmp_path / "web"
+    for sub, name in (("forged", "I01_ab_0.jpg"), ("original", "I01_ab.jpg")):
+        (web / sub).mkdir(parents=True)
+        (web / sub / name).write_bytes(b"x")
+    (web / "samplePairs.csv").write_text("forged/I01_ab_0.jpg,original/I01_ab.jpg\n")
+    (c,) = candidates_from(["synthetic", "web-pairs"], n_pairs=0, web_pairs=web)
+    assert (c.id, c.source, Path(c.forged), Path(c.authentic)) == ("web-I01_ab_0", "web-pairs", web / "forged/I01_ab_0.jpg", web / "original/I01_ab.jpg")
+    with pytest.raises(ValueError, match="needs 'web_pairs'"):
+        list(candidates_from(["web-pairs"]))
+    cov = tmp_path / "coverage"
+    for f in ("image/1.tif", "image/1t.tif", "image/10.tif", "image/10t.tif", "mask/1forged.tif", "mask/10forged.tif", "image/2.tif"):
+        (cov / f).parent.mkdir(parents=True, exist_ok=True)
+        (cov / f).write_bytes(b"x")
+    got = [(c.id, Path(c.forged).name, Path(c.authentic).name, c.truth_mask and Path(c.truth_mask).name) for c in coverage_candidates(cov)]
+    assert got == [("coverage-1", "1t.tif", "1.tif", "1forged.tif"), ("coverage-10", "10t.tif", "10.tif", "10forged.tif")]
+    fitted = [c.truth_mask for c in coverage_candidates(cov, {"10t": cov / "mask/10forged.tif"})]
+    assert fitted == [None, str(cov / "mask/10forged.tif")]

@@ -18,6 +18,7 @@ Truth (synthetic and NoSo pairs) goes to a separate audit folder: ``audit.jsonl`
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -39,7 +40,9 @@ from .synth import EVIDENT_PAIRS, WebPairConfig
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("synthetic", "pairs-csv", "miml-dir", "noso", "url-manifest")
+SOURCES = ("synthetic", "pairs-csv", "miml-dir", "noso", "url-manifest", "web-pairs")
+#: the pairs file of a real web-pairs folder (the ManTra-Net sample layout: forged/..., original/...)
+WEB_PAIRS_CSV = "samplePairs.csv"
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,32 @@ def noso_candidates(root: str | os.PathLike) -> Iterator[Candidate]:
         yield Candidate(_pair_id("noso", forged.stem), "noso", str(forged), str(auth), str(gt) if gt.exists() else None)
 
 
+def coverage_candidates(root: str | os.PathLike, truth: dict[str, str | os.PathLike] | None = None) -> Iterator[Candidate]:
+    """COVERAGE naming: ``image/<N>.tif`` authentic, ``image/<N>t.tif`` forged, ``mask/<N>forged.tif``
+    truth. ``truth`` (``{forged file stem: mask}``, e.g. the masks ``prepare-dataset coverage`` fitted
+    to their images) replaces the raw masks; a pair missing from it has no truth."""
+    root = Path(root)
+    if not (root / "image").is_dir():
+        raise FileNotFoundError(f"COVERAGE folder not found (no image/): {root}")
+    forged = sorted((p for p in (root / "image").glob("*t.tif") if p.stem[:-1].isdigit()), key=lambda p: int(p.stem[:-1]))
+    for f in forged:
+        n = f.stem[:-1]
+        gt = truth.get(f.stem) if truth is not None else (root / "mask" / f"{n}forged.tif")
+        yield Candidate(_pair_id("coverage", n), "coverage", str(f), str(root / "image" / f"{n}.tif"),
+                        str(gt) if gt is not None and Path(gt).exists() else None)
+
+
+def web_pairs_candidates(folder: str | os.PathLike) -> Iterator[Candidate]:
+    """Real web pairs: ``<folder>/samplePairs.csv`` rows ``forged/<name>,original/<name>`` (no
+    header). An absent or empty folder (an absent ``paths.real.web_pairs``) gives no candidate."""
+    folder = Path(folder)
+    if not (folder.is_dir() and any(folder.iterdir())):
+        log.warning("web pairs skipped: %s is absent or empty", folder)
+        return
+    for c in pairs_csv_candidates(folder / WEB_PAIRS_CSV, folder):
+        yield dataclasses.replace(c, id=_pair_id("web", Path(c.forged).stem), source="web-pairs")
+
+
 def url_manifest_candidates(manifest: str | os.PathLike) -> Iterator[Candidate]:
     from .download import read_url_manifest
 
@@ -197,6 +226,9 @@ def candidates_from(sources: Sequence[str], **kw) -> Iterator[Candidate]:
         elif s == "url-manifest":
             _need(kw, "manifest", s)
             yield from url_manifest_candidates(kw["manifest"])
+        elif s == "web-pairs":
+            _need(kw, "web_pairs", s)
+            yield from web_pairs_candidates(kw["web_pairs"])
         else:
             raise ValueError(f"unknown source {s!r}; known: {SOURCES}")
 

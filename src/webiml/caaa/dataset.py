@@ -239,3 +239,19 @@ def build_dataset(
     report["seconds"] = round(time.perf_counter() - t0, 3)
     log.info("dataset: kept %d of %d annotations (QES > %g) into %s", n_kept, len(records), threshold, out)
     return report
+
+
+def by_source(dataset: Path, pairs_dir: Path) -> dict[str, dict]:
+    """What a built dataset holds per pair source (collect's ``source`` of each pair, e.g.
+    ``synthetic``, ``web-pairs``): annotations, labels kept, and the dropped ones by reason."""
+    source = {obj["id"]: obj.get("source", "?") for _, obj in iter_jsonl(Path(pairs_dir) / "pairs.jsonl") if isinstance(obj, dict)}
+    out: dict[str, dict] = {}
+    for name, kept in (("kept.jsonl", True), ("dropped.jsonl", False)):
+        for _, rec in iter_jsonl(Path(dataset) / name):
+            s = out.setdefault(source.get(rec.get("id"), "?"), {"n": 0, "kept": 0, "dropped_by_reason": Counter()})
+            s["n"] += 1
+            if kept:
+                s["kept"] += 1
+            else:
+                s["dropped_by_reason"][rec.get("reason")] += 1
+    return {k: {**v, "dropped_by_reason": dict(sorted(v["dropped_by_reason"].items()))} for k, v in sorted(out.items())}
