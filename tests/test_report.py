@@ -171,3 +171,54 @@ def test_size_name_of_the_repository_and_of_a_workspace(tmp_path, monkeypatch):
     assert load_results(".").size == "claims"  # the notebook passes "."
     monkeypatch.chdir(tmp_path)
     assert load_results(".").size == "mini"
+
+
+def _real_results(tmp_path: Path) -> Results:
+    """Made-up outputs on two real sets: webiml beats webiml-noweb on nist16 only, by a margin that
+    pooling (weighted by tampered images) keeps; trivial answers and snapshots included."""
+    def per(ds: str, n: int, gap: float) -> dict:
+        return {f"{m}@seed{s}": {"pixel_f1": 0.2 + (gap if m == "webiml" else 0.0) + 0.01 * s, "n_tampered": n, "n_images": n}
+                for m in ("webiml", "webiml-noweb") for s in range(3)}
+    bench = {"datasets": {"nist16": per("nist16", 180, 0.1), "coverage": per("coverage", 20, 0.0)},
+             "trivial": {"nist16": {"all-forged": {"pixel_f1": 0.14}, "empty": {"pixel_f1": 0.0}},
+                         "coverage": {"all-forged": {"pixel_f1": 0.24}, "empty": {"pixel_f1": 0.0}}},
+             "max_side": 512}
+    steps = {"dataset": "nist16", "trivial": {"all-forged": {"pixel_f1": 0.14}},
+             "runs": {f"{m}@seed{s}": {str(k): {"pixel_f1": 0.2 + (0.1 * k / 100 if m == "webiml" else 0.0) + 0.003 * s}
+                                      for k in (25, 50, 100)} for m in ("webiml", "webiml-noweb") for s in range(3)}}
+    return Results(root=tmp_path, size="test", benchmark=bench, efficiency={}, pairs=[], steps=steps,
+                   real_pairs={"coverage": [{"method": m, "id": f"c{i}", "iou": (0.9 if m == "caaa" else 0.8) + 0.01 * (i % 3)}
+                                            for m in ("caaa", "unified") for i in range(10)]},
+                   metrics={"collect": {"n_candidates": 20}, "train_annotators": {"pool": {"n_train": 10, "n_val": 2}}})
+
+
+def test_verdicts_per_real_dataset_pooled_beside_the_trivial_answers(tmp_path):
+    from webiml.report.results import POOLED
+
+    res = _real_results(tmp_path)
+    assert res.verdict_datasets() == ["nist16", "coverage", POOLED]
+    pooled = res.seed_values("webiml", POOLED, "pixel_f1")
+    assert pooled[1] == pytest.approx((180 * 0.31 + 20 * 0.21) / 200)  # weighted by tampered images
+    assert res.trivial(POOLED, "pixel_f1")["all-forged"] == pytest.approx((180 * 0.14 + 20 * 0.24) / 200)
+    v = C.verdicts(C.evaluate(res, COSTS))
+    assert v["C1"]["nist16"] == HOLDS and v["C1"]["coverage"] == UNDECIDED and v["C1"][POOLED] == HOLDS
+    assert v["C3"]["coverage pairs"] == HOLDS  # CAAAv2 vs unified on real pairs, paired per pair
+    doc = json.loads(json.dumps(C.document(res, C.evaluate(res, COSTS), COSTS, MACHINE, provenance={"commit": "abc1234", "dirty": False})))
+    md = C.render(doc)
+    assert "commit `abc1234`" in md and "capped at 512 px" in md
+    assert "| nist16 | 0.310 ± 0.010 (3) | 0.210 ± 0.010 (3) | *0.140* | *0.000* |" in md
+    assert "commit `abc1234`" in C.readme_block(doc, "x.md")
+    dirty = C.document(res, [], COSTS, MACHINE, provenance={"commit": "abc1234", "dirty": True})
+    assert "plus uncommitted changes" in C.render(dirty)
+
+
+def test_effect_against_training_length(tmp_path):
+    res = _real_results(tmp_path)
+    rows = C.evaluate_steps(res)
+    c1 = next(r for r in rows if r["claim"] == "C1")
+    assert c1["steps"] == [25, 50, 100] and c1["share"] == [0.25, 0.5, 1.0]
+    assert [round(e["mean"], 3) for e in c1["effects"]] == [0.025, 0.05, 0.1]
+    assert c1["trend"] == "moves toward the claim"
+    md = C.render(json.loads(json.dumps(C.document(res, C.evaluate(res, COSTS), COSTS, MACHINE))))
+    assert "Does the verdict move with training length?" in md and "moves toward the claim" in md
+    assert C.evaluate_steps(Results(root=tmp_path, size="t", benchmark={}, efficiency={}, pairs=[])) == []

@@ -7,10 +7,11 @@ alone, so the file can be regenerated from ``claims.json`` and compared.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from ..config import from_dict
-from .results import Results
+from .results import POOLED, Results
 from .verdict import CONTRADICTED, HOLDS, MISSING, UNDECIDED, Effect, Rule, combine, paired
 
 
@@ -88,7 +89,7 @@ def _row(claim: Claim, part: Part, dataset: str, unit: str, effect: Effect) -> d
 def evaluate(results: Results, costs: dict, cfg: ReportConfig = ReportConfig()) -> list[dict]:
     """One row per claim part and dataset. ``costs``: ``{name: {"gflops": ...}}`` for the student and ``teacher``."""
     rows = []
-    datasets = results.datasets() or ["synthetic"]
+    datasets = results.verdict_datasets() or ["synthetic"]
     for claim in claims(cfg):
         for part in claim.parts:
             if part.kind == "models":
@@ -101,6 +102,10 @@ def evaluate(results: Results, costs: dict, cfg: ReportConfig = ReportConfig()) 
                     effect = paired(results.pair_values(part.better, "iou", cat), results.pair_values(part.baseline, "iou", cat),
                                     part.scale, cfg.rule)
                     rows.append(_row(claim, part, name, "pairs (IoU; one annotator training)", effect))
+                for real in results.real_pairs:  # real pairs with truth (check_real)
+                    effect = paired(results.pair_values(part.better, "iou", real=real), results.pair_values(part.baseline, "iou", real=real),
+                                    part.scale, cfg.rule)
+                    rows.append(_row(claim, part, f"{real} pairs", "pairs (IoU; one annotator training)", effect))
             else:  # a count, not a sample: no spread to weigh
                 s, t = (costs.get(part.better) or {}).get("gflops"), (costs.get(part.baseline) or {}).get("gflops")
                 if s is None or t is None:
@@ -112,6 +117,34 @@ def evaluate(results: Results, costs: dict, cfg: ReportConfig = ReportConfig()) 
     return rows
 
 
+def evaluate_steps(results: Results, cfg: ReportConfig = ReportConfig()) -> list[dict]:
+    """Each model claim part's paired effect after 1/4, 1/2 and all of the training steps, on the
+    steps dataset (``results.steps``), and its ``trend``: whether the effect at the end differs from
+    the effect at the first snapshot by more than ``k_se`` standard errors of that difference."""
+    rows = []
+    if not results.steps.get("runs"):
+        return rows
+    ds = results.steps["dataset"]
+    for claim in claims(cfg):
+        for part in claim.parts:
+            if part.kind != "models":
+                continue
+            better, base = results.step_values(part.better, cfg.metric), results.step_values(part.baseline, cfg.metric)
+            steps = sorted(set(better) & set(base))
+            if not steps:
+                continue
+            effects = [paired(better[s], base[s], part.scale, cfg.rule) for s in steps]
+            first, last = effects[0], effects[-1]
+            trend = UNDECIDED
+            if None not in (first.se, last.se, first.mean, last.mean):
+                d, se = last.mean - first.mean, math.hypot(first.se, last.se)
+                trend = "moves toward the claim" if d > cfg.k_se * se else "moves against the claim" if d < -cfg.k_se * se else "holds"
+            rows.append({"claim": claim.id, "part": part.label, "dataset": ds, "better": part.better, "baseline": part.baseline,
+                         "steps": steps, "share": [round(s / steps[-1], 3) for s in steps],
+                         "effects": [{"n": e.n, "mean": e.mean, "se": e.se, "verdict": e.verdict} for e in effects], "trend": trend})
+    return rows
+
+
 def verdicts(rows: list[dict]) -> dict[str, dict[str, str]]:
     """``{claim: {dataset: verdict}}``: the parts of a claim combined per dataset (C5: MSP and SR)."""
     out: dict[str, dict[str, list[str]]] = {}
@@ -120,7 +153,14 @@ def verdicts(rows: list[dict]) -> dict[str, dict[str, str]]:
     return {c: {ds: combine(v) for ds, v in per.items()} for c, per in out.items()}
 
 
-def document(results: Results, rows: list[dict], costs: dict, machine: dict, cfg: ReportConfig = ReportConfig()) -> dict:
+def scores(results: Results, models: list[str], cfg: ReportConfig = ReportConfig()) -> dict[str, dict]:
+    """Per verdict dataset: each model's ``cfg.metric`` per seed, beside the trivial answers'."""
+    return {ds: {"models": {m: sorted(v.values()) for m in models if (v := results.seed_values(m, ds, cfg.metric))},
+                 "trivial": results.trivial(ds, cfg.metric)} for ds in results.verdict_datasets()}
+
+
+def document(results: Results, rows: list[dict], costs: dict, machine: dict, cfg: ReportConfig = ReportConfig(),
+             provenance: dict | None = None) -> dict:
     """Everything REPRODUCTION.md says, as data (written to ``claims.json``)."""
     models = sorted({r[k] for r in rows if r["unit"].startswith("seeds") for k in ("better", "baseline")})
     return {
@@ -128,16 +168,36 @@ def document(results: Results, rows: list[dict], costs: dict, machine: dict, cfg
         "sizes": results.sizes(),
         "seeds": {m: results.seeds(m) for m in models},
         "machine": machine,
+        "provenance": provenance or {},
         "config": asdict(cfg),
         "rule": cfg.rule.text(),
         "costs": costs,
         "rows": rows,
         "verdicts": verdicts(rows),
+        "scores": scores(results, models, cfg),
+        "steps": evaluate_steps(results, cfg),
     }
+
+
+def commit_text(prov: dict) -> str:
+    """``commit abc123`` (with "plus uncommitted changes" when the tree differed), or "an unknown commit"."""
+    if not prov.get("commit"):
+        return "an unknown commit (not a git checkout)"
+    return f"commit `{prov['commit']}`" + (" plus uncommitted changes" if prov.get("dirty") else "")
 
 
 def _num(x, d=3) -> str:
     return "–" if x is None else f"{x:+.{d}f}"
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "–"
+    m = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{m:.3f} (1)"
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return f"{m:.3f} ± {sd:.3f} ({len(values)})"
 
 
 def render(doc: dict) -> str:
@@ -148,11 +208,12 @@ def render(doc: dict) -> str:
     lines = [
         "# Reproduction: the papers' claims at this size",
         "",
-        "Generated by the `report` stage (notebooks/08_report.ipynb) from this workspace's DVC outputs; "
-        "regenerate with `dvc repro report`. Do not edit by hand.",
+        "Generated by the `report` stage (notebooks/08_report.ipynb) from this workspace's DVC outputs, with the code of "
+        f"{commit_text(doc.get('provenance') or {})}; regenerate with `dvc repro report`. Do not edit by hand.",
         "",
         f"- **Size**: `{doc['size']}` — {sz['pairs']} collected pairs, annotator pool {sz['annotator_pool']} pairs, "
-        f"Web-IML {sz['webiml_steps']} steps, students {sz['student_steps']} steps; benchmark: {bench or 'none'}.",
+        f"Web-IML {sz['webiml_steps']} steps, students {sz['student_steps']} steps; benchmark: {bench or 'none'}"
+        + (f", images scored with their long side capped at {sz['max_side']} px" if sz.get("max_side") else "") + ".",
         f"- **Seeds benchmarked**: {seeds or 'none'}.",
         f"- **Machine** (report stage): {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
         + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU: every figure here is a CPU figure") + ".",
@@ -177,6 +238,28 @@ def render(doc: dict) -> str:
     for r in doc["rows"]:
         se = "" if r["se"] is None else f" ± {r['se']:.3f}"
         lines.append(f"| {r['claim']} | {r['part']} | {r['dataset']} | {r['unit']} | {r['n']} | {_num(r['mean'])}{se} | {r['verdict']} |")
+    benchmarked = [m for m, seeds in doc["seeds"].items() if seeds]
+    if doc.get("scores") and benchmarked:
+        lines += ["", "## Every model beside the trivial answers", "",
+                  f"{doc['config']['metric']} per dataset, mean ± std over the seeds benchmarked (n). *all-forged* marks every "
+                  "pixel as manipulated, *empty* none: a model below the all-forged row has not learnt to localize.", "",
+                  "| dataset | " + " | ".join(f"`{m}`" for m in benchmarked) + " | *all-forged* | *empty* |",
+                  "|---|" + "---|" * (len(benchmarked) + 2)]
+        for ds, sc in doc["scores"].items():
+            cells = [_mean_sd(sc["models"].get(m, [])) for m in benchmarked]
+            triv = [f"*{sc['trivial'][k]:.3f}*" if k in sc["trivial"] else "–" for k in ("all-forged", "empty")]
+            lines.append(f"| {ds} | " + " | ".join(cells + triv) + " |")
+    if doc.get("steps"):
+        ds = doc["steps"][0]["dataset"]
+        lines += ["", "## Does the verdict move with training length?", "",
+                  f"Each claim's paired effect on {ds} after a quarter, half and all of the training steps (snapshots of the same "
+                  f"runs); the trend compares the effect at the end with the first snapshot (more than {doc['config']['k_se']:g} "
+                  "standard errors of the difference: it moves; otherwise it holds). Figure: [paper/effect_vs_steps.png](paper/effect_vs_steps.png).", "",
+                  "| claim | part | " + " | ".join(f"{s:.0%} of steps" for s in doc["steps"][0]["share"]) + " | trend |",
+                  "|---|---|" + "---|" * (len(doc["steps"][0]["share"]) + 1)]
+        for r in doc["steps"]:
+            cells = [f"{_num(e['mean'])}" + (f" ± {e['se']:.3f}" if e["se"] is not None else "") for e in r["effects"]]
+            lines.append(f"| {r['claim']} | {r['part']} | " + " | ".join(cells) + f" | {r['trend']} |")
     if doc["costs"]:
         lines += ["", "## Costs behind C8", "", "| model | parameters (M) | GFLOPs | input | latency (ms, this machine) |", "|---|---|---|---|---|"]
         for name, c in doc["costs"].items():
@@ -190,7 +273,8 @@ def readme_block(doc: dict, link: str) -> str:
     """The README's results section: the verdicts of a claims report, quoted from its document."""
     seeds = ", ".join(f"`{k}` {len(v)}" for k, v in doc["seeds"].items())
     gpu = f", {doc['machine']['gpu']}" if doc["machine"].get("gpu") else ", no GPU"
-    lines = [f"Verdicts of [{link}]({link}) — size `{doc['size']}`, seeds {seeds}; {doc['machine']['cores']} CPU cores{gpu}.",
+    lines = [f"Verdicts of [{link}]({link}) — size `{doc['size']}`, {commit_text(doc.get('provenance') or {})}, seeds {seeds}; "
+             f"{doc['machine']['cores']} CPU cores{gpu}.",
              "", "| claim | verdict per dataset |", "|---|---|"]
     texts = {r["claim"]: r["text"] for r in doc["rows"]}
     for c, per in doc["verdicts"].items():

@@ -18,6 +18,7 @@ from .. import io
 from ..caaa import quality as Q
 from ..evaluate import benchmark as B
 from .claims import ReportConfig
+from ..runid import RunId
 from .results import Results
 from .verdict import CONTRADICTED, HOLDS, Rule, paired
 
@@ -31,6 +32,11 @@ COLOURS = {HOLDS: "tab:green", CONTRADICTED: "tab:red"}
 
 def published() -> dict:
     return yaml.safe_load(resources.files("webiml.report").joinpath("published.yaml").read_text())
+
+
+def published_f1(method: str) -> dict[str, dict]:
+    """``{dataset: {"value", "protocol"}}``: a method's published pixel F1 (``published.yaml``'s ``benchmarks``)."""
+    return next((b["pixel_f1"] for b in published()["benchmarks"] if b["method"] == method), {})
 
 
 def _ms(values) -> str:
@@ -98,7 +104,7 @@ def qes_figure(results: Results, threshold: float):
 
 def web_supervision(results: Results, cfg: ReportConfig) -> str:
     rows = [[ds, _ms(results.seed_values("webiml", ds, cfg.metric).values()), _ms(results.seed_values("webiml-noweb", ds, cfg.metric).values()),
-             _delta(results, "webiml", "webiml-noweb", ds, cfg.metric, cfg.rule)] for ds in results.datasets()]
+             _delta(results, "webiml", "webiml-noweb", ds, cfg.metric, cfg.rule)] for ds in results.verdict_datasets()]
     return (_header("Web supervision: each model with and without web data (Web-IML)", results, f"{cfg.metric}")
             + f"Paper: {published()['webiml']['web_supervision']}, with {published()['webiml']['mimlv2_images']:,} web images.\n\n"
             + _table(["dataset", "webiml (with web)", "webiml-noweb", "paired difference ± SE"], rows) + "\n")
@@ -109,7 +115,7 @@ def ablations(results: Results, cfg: ReportConfig) -> tuple[str, object]:
 
     rows, bars = [], []
     for v, what in WEBIML_ABLATIONS.items():
-        for ds in results.datasets():
+        for ds in results.verdict_datasets():
             vals = results.seed_values(v, ds, cfg.metric)
             if not vals:
                 continue
@@ -145,18 +151,78 @@ def effects_figure(effects: list[tuple[str, object]], title: str):
     return fig
 
 
+# ---------------------------------------------------------------------------------- real benchmarks
+
+
+def real_benchmarks(results: Results, cfg: ReportConfig) -> str:
+    """Every model on every benchmarked dataset beside the trivial answers and the published numbers."""
+    models = sorted({RunId.parse(r).name for per in results.benchmark.get("datasets", {}).values() for r in per})
+    parts = [_header("Benchmarks: every model beside the trivial answers and the published numbers", results, cfg.metric)
+             + f"Images are scored with their long side capped at {results.benchmark.get('max_side')} px. *all-forged* marks "
+               "every pixel as manipulated, *empty* none (a model below the all-forged row has not learnt to localize). "
+               f"Published numbers ({cfg.metric} at 0.5) come from `published.yaml` with their sources; their splits, "
+               "resolutions and training data differ from ours (each row says how the method was trained), so they give the "
+               "scale, not a like-for-like comparison.\n"]
+    for ds in results.verdict_datasets():
+        rows = [[f"`{m}`", "this repository (see REPRODUCTION.md for the training data)", _ms(results.seed_values(m, ds, cfg.metric).values())]
+                for m in models if results.seed_values(m, ds, cfg.metric)]
+        rows += [[f"*{k}*", "trivial answer", f"*{v:.3f}*"] for k, v in results.trivial(ds, cfg.metric).items()]
+        for b in published()["benchmarks"]:
+            if ds in b["pixel_f1"]:
+                rows.append([f"{b['method']} (published)", b["pixel_f1"][ds]["protocol"], f"{b['pixel_f1'][ds]['value']:.3f}"])
+        n = next(iter(results.benchmark["datasets"][ds].values()), {}).get("n_tampered") if ds in results.datasets() else \
+            sum(next(iter(results.benchmark["datasets"][d].values()), {}).get("n_tampered") or 0 for d in results.real_datasets())
+        parts.append(f"## {ds} ({n} tampered images)\n\n" + _table(["model", "trained on", cfg.metric], rows) + "\n")
+    sources = "\n".join(f"- {b['method']}: {b['source']}" for b in published()["benchmarks"])
+    return "\n".join(parts) + "\nSources of the published numbers:\n\n" + sources + "\n"
+
+
+def steps_figure(results: Results, steps_rows: list[dict], cfg: ReportConfig):
+    """Left: each model claim's paired effect (± k·SE) against the share of training steps; right:
+    each model's score (mean ± std over seeds) against the steps, with the all-forged answer."""
+    import matplotlib.pyplot as plt
+
+    if not steps_rows:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for r in steps_rows:
+        m = [e["mean"] for e in r["effects"]]
+        se = [cfg.k_se * (e["se"] or 0.0) for e in r["effects"]]
+        a.errorbar(r["share"], m, yerr=se, marker="o", capsize=3, label=f"{r['claim']} {r['part']} ({r['trend']})")
+    a.axhline(0, color="k", lw=0.8)
+    a.set_xlabel("share of the training steps")
+    a.set_ylabel(f"paired effect ({cfg.metric})")
+    a.set_title(f"Claims on {results.steps['dataset']}: effect ± {cfg.k_se:g} SE vs training length", fontsize=9)
+    a.legend(fontsize=6)
+    for model in sorted({RunId.parse(run).name for run in results.steps["runs"]}):
+        curve = results.step_values(model, cfg.metric)
+        x = list(curve)
+        b.errorbar([s / x[-1] for s in x], [np.mean(list(v.values())) for v in curve.values()],
+                   yerr=[np.std(list(v.values()), ddof=1) if len(v) > 1 else 0.0 for v in curve.values()], marker="o", capsize=2, label=model)
+    triv = (results.steps.get("trivial") or {}).get("all-forged", {}).get(cfg.metric)
+    if triv is not None:
+        b.axhline(triv, ls="--", color="grey", label="all-forged (trivial)")
+    b.set_xlabel("share of the training steps")
+    b.set_ylabel(cfg.metric)
+    b.set_title(f"Each model on {results.steps['dataset']} (mean ± std over seeds)", fontsize=9)
+    b.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 # -------------------------------------------------------------------------------------- BoxPromptIML
 
 
 def supervision(results: Results, cfg: ReportConfig) -> tuple[str, object]:
     import matplotlib.pyplot as plt
 
-    pub = published()["boxprompt"]
-    rows = [[ds] + [_ms(results.seed_values(m, ds, cfg.metric).values()) for m in SUPERVISION] for ds in results.datasets()]
+    pub = published_f1("BoxPromptIML")
+    rows = [[ds] + [_ms(results.seed_values(m, ds, cfg.metric).values()) for m in SUPERVISION]
+            + [f"{pub[ds]['value']:.3f} ({pub[ds]['protocol']})" if ds in pub else "–"] for ds in results.verdict_datasets()]
     md = (_header("Supervision: box vs full masks, filled boxes and image-level labels (BoxPromptIML)", results, cfg.metric)
-          + "Paper (pixel F1 of the box-supervised student): "
-          + ", ".join(f"{k} {v}" for k, v in pub["pixel_f1"].items()) + " — on datasets this size does not benchmark.\n\n"
-          + _table(["dataset", *(f"{m}: {w}" for m, w in SUPERVISION.items())], rows) + "\n")
+          + "Paper (pixel F1 of the box-supervised student, SAM teacher): "
+          + ", ".join(f"{k} {v['value']}" for k, v in pub.items()) + ".\n\n"
+          + _table(["dataset", *(f"{m}: {w}" for m, w in SUPERVISION.items()), "paper: boxprompt"], rows) + "\n")
     ds_list = results.datasets()
     fig, ax = plt.subplots(figsize=(2 + 1.8 * max(1, len(ds_list)), 3.6))
     width = 0.8 / len(SUPERVISION)
@@ -176,7 +242,7 @@ def supervision(results: Results, cfg: ReportConfig) -> tuple[str, object]:
 def memory_gate(results: Results, cfg: ReportConfig) -> str:
     rows = []
     for v, what in FUSION.items():
-        for ds in results.datasets():
+        for ds in results.verdict_datasets():
             vals = results.seed_values(v, ds, cfg.metric)
             rows.append([what, v, ds, _ms(vals.values()), _delta(results, "boxprompt", v, ds, cfg.metric, cfg.rule) if vals else "not trained at this size"])
     return (_header("Memory and gate ablations (BoxPromptIML)", results, cfg.metric)
@@ -192,8 +258,6 @@ def costs(results: Results, cfg: ReportConfig, student: str = "boxprompt") -> di
 
     from ..infer import load_model
     from ..models.profile import gflops, median_seconds, n_parameters
-    from ..runid import RunId
-
     out = {}
     seeds = results.seeds(student)
     if seeds:
@@ -260,7 +324,8 @@ def annotation_cost(results: Results) -> tuple[str, object]:
 # ------------------------------------------------------------------------------------------ writing
 
 
-def write_items(results: Results, costs_: dict, claim_rows: list[dict], out: str | Path, cfg: ReportConfig = ReportConfig()) -> dict[str, str]:
+def write_items(results: Results, costs_: dict, claim_rows: list[dict], out: str | Path, cfg: ReportConfig = ReportConfig(),
+                steps_rows: list[dict] | None = None) -> dict[str, str]:
     """Write every item to ``out``; returns ``{file: title}`` (also written as ``out/README.md``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -305,6 +370,8 @@ def write_items(results: Results, costs_: dict, claim_rows: list[dict], out: str
     md, fig = annotation_cost(results)
     text("boxprompt_annotation_cost.md", md)
     figure("boxprompt_annotation_cost.png", fig, "Annotation cost vs label quality")
+    text("real_benchmarks.md", real_benchmarks(results, cfg))
+    figure("effect_vs_steps.png", steps_figure(results, steps_rows or [], cfg), "Effects and scores against the training length")
     effects = [(f"{r['claim']} {r['part']} · {r['dataset']}", _as_effect(r)) for r in claim_rows if r["unit"] != "GFLOPs (counted)"]
     figure("claims.png", effects_figure(effects, "Claims: paired effects"), "Claims C1–C7: paired effects with ± 2 SE")
     index = [f"# The papers' items at size `{results.size}`", "", "Generated by the report stage; see ../REPRODUCTION.md for the verdicts.", ""]

@@ -14,32 +14,86 @@ from ..runid import RunId
 from ..workspace import REPO_MARKER
 
 
+#: the benchmark's synthetic test split; every other benchmarked dataset is a real one
+SYNTHETIC = "synthetic"
+#: the real test sets together: per seed, the mean over all their tampered images
+POOLED = "real (pooled)"
+
+
+def _finite(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
 @dataclass
 class Results:
     root: Path
     size: str
-    benchmark: dict                 # {"datasets": {dataset: {run id: metrics}}, "robustness": ...}
+    benchmark: dict                 # {"datasets": {dataset: {run id: metrics}}, "trivial": {dataset: {kind: metrics}}, ...}
     efficiency: dict                # {model: {"parameters", "gflops_224", "gflops_512"}}
     pairs: list[dict]               # per pair and annotation method: id, category, iou, f1, qes, ...
     metrics: dict = field(default_factory=dict)   # {stage: its metrics JSON}
+    real_pairs: dict = field(default_factory=dict)  # {real set: per pair and method rows} (the check_real stage)
+    steps: dict = field(default_factory=dict)       # the benchmark of snapshots ("dataset", "trivial", "runs": {run: {step: metrics}})
 
     def datasets(self) -> list[str]:
         return list(self.benchmark.get("datasets", {}))
 
+    def real_datasets(self) -> list[str]:
+        return [d for d in self.datasets() if d != SYNTHETIC]
+
+    def verdict_datasets(self) -> list[str]:
+        """Where model claims are decided: every benchmarked dataset, and the real ones pooled when there are two or more."""
+        return self.datasets() + ([POOLED] if len(self.real_datasets()) > 1 else [])
+
     def seed_values(self, model: str, dataset: str, key: str) -> dict[int, float]:
-        """``{seed: value}`` of ``key`` for every benchmarked seed of ``model`` on ``dataset``."""
+        """``{seed: value}`` of ``key`` for every benchmarked seed of ``model`` on ``dataset``
+        (:data:`POOLED`: the real sets' values weighted by their tampered images, for the seeds
+        benchmarked on all of them)."""
+        if dataset == POOLED:
+            return self._pooled(model, key)
         out = {}
         for run, m in self.benchmark.get("datasets", {}).get(dataset, {}).items():
             rid = RunId.parse(run)
             v = m.get(key)
-            if rid.name == model and v is not None and not (isinstance(v, float) and math.isnan(v)):
+            if rid.name == model and _finite(v):
                 out[rid.seed] = float(v)
         return out
 
-    def pair_values(self, method: str, key: str = "iou", category: str | None = None) -> dict[str, float]:
-        """``{pair id: value}`` of an annotation method on the synthetic corpus (truth known)."""
-        return {r["id"]: float(r[key]) for r in self.pairs
+    def _pooled(self, model: str, key: str) -> dict[int, float]:
+        per = {ds: self.seed_values(model, ds, key) for ds in self.real_datasets()}
+        weight = {ds: next(iter(self.benchmark["datasets"][ds].values())).get("n_tampered") or 0 for ds in per}
+        seeds = set.intersection(*(set(v) for v in per.values())) if per else set()
+        total = sum(weight.values())
+        return {s: sum(weight[ds] * per[ds][s] for ds in per) / total for s in sorted(seeds)} if total else {}
+
+    def trivial(self, dataset: str, key: str) -> dict[str, float]:
+        """``{kind: value}`` of the trivial answers (all-forged, empty) on ``dataset`` (pooled like the models)."""
+        if dataset == POOLED:
+            sets = self.real_datasets()
+            w = {ds: next(iter(self.benchmark["datasets"][ds].values())).get("n_tampered") or 0 for ds in sets}
+            kinds = self.benchmark.get("trivial", {}).get(sets[0], {}) if sets else {}
+            return {k: sum(w[ds] * self.benchmark["trivial"][ds][k][key] for ds in sets) / max(1, sum(w.values()))
+                    for k in kinds if all(_finite(self.benchmark["trivial"][ds][k].get(key)) for ds in sets)}
+        return {k: float(v[key]) for k, v in self.benchmark.get("trivial", {}).get(dataset, {}).items() if _finite(v.get(key))}
+
+    def pair_values(self, method: str, key: str = "iou", category: str | None = None, real: str | None = None) -> dict[str, float]:
+        """``{pair id: value}`` of an annotation method on the synthetic corpus (truth known), or on
+        the ``real`` set's pairs (check_real)."""
+        rows = self.pairs if real is None else self.real_pairs.get(real, [])
+        return {r["id"]: float(r[key]) for r in rows
                 if r["method"] == method and r.get(key) is not None and (category is None or r.get("category") == category)}
+
+    def step_values(self, model: str, key: str) -> dict[int, dict[int, float]]:
+        """``{step: {seed: value}}`` of ``model``'s snapshots and final models on the steps dataset."""
+        out: dict[int, dict[int, float]] = {}
+        for run, curve in self.steps.get("runs", {}).items():
+            rid = RunId.parse(run)
+            if rid.name != model:
+                continue
+            for step, m in curve.items():
+                if _finite(m.get(key)):
+                    out.setdefault(int(step), {})[rid.seed] = float(m[key])
+        return dict(sorted(out.items()))
 
     def sizes(self) -> dict:
         """What this size trained and measured, read from the stages' metrics."""
@@ -50,7 +104,8 @@ class Results:
         return {"pairs": m.get("collect", {}).get("n_candidates"),
                 "annotator_pool": (pool.get("n_train") or 0) + (pool.get("n_val") or 0) or None,
                 "webiml_steps": webiml.get("steps"), "student_steps": student.get("steps"),
-                "benchmark": {ds: next(iter(per.values()), {}).get("n_images") for ds, per in self.benchmark.get("datasets", {}).items()}}
+                "benchmark": {ds: next(iter(per.values()), {}).get("n_images") for ds, per in self.benchmark.get("datasets", {}).items()},
+                "max_side": self.benchmark.get("max_side")}
 
     def seeds(self, model: str) -> list[int]:
         return sorted({s for ds in self.datasets() for s in self.seed_values(model, ds, "pixel_f1")})
@@ -74,7 +129,30 @@ def load_results(root: str | os.PathLike = ".") -> Results:
         root=root, size=size_name(root),
         benchmark=_json(root / "reports/benchmark/benchmark_full.json"),
         efficiency=_json(root / "reports/benchmark/efficiency.json"),
-        pairs=io.read_jsonl(pairs_file) if pairs_file.is_file() else [], metrics=metrics)
+        pairs=io.read_jsonl(pairs_file) if pairs_file.is_file() else [], metrics=metrics,
+        real_pairs={p.stem: io.read_jsonl(p) for p in sorted((root / "reports/real_pairs").glob("*.jsonl"))},
+        steps=_json(root / "reports/benchmark/steps.json"))
+
+
+def provenance(root: str | os.PathLike = ".") -> dict:
+    """The commit of the repository the workspace was made from, and whether its code, notebooks or
+    params differed from that commit when the report ran (``dirty``)."""
+    import subprocess
+
+    root = Path(root).resolve()
+    marker = root / REPO_MARKER
+    repo = (root / marker.read_text().strip()).resolve() if marker.is_file() else root
+
+    def git(*args: str) -> str | None:
+        try:
+            p = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return p.stdout.strip() if p.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=10", "HEAD")
+    status = git("status", "--porcelain", "--", "src", "notebooks", "params.yaml", "params", "dvc.yaml")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
 def machine() -> dict:
