@@ -30,6 +30,7 @@ from .workspace import REPO_MARKER, SCRATCH, find_root, load_params, overlay, pr
 
 STAGES = {
     "testset": "00_testset",
+    "real_data": "10_real_data",
     "collect": "01_collect",
     "train_annotators": "02_train_annotators",
     "annotate": "03_annotate",
