@@ -63,20 +63,13 @@ class IndexSource:
     """
 
     def __init__(self, index: str | Path):
-        from PIL import Image
-
         self.entries: list[tuple[Path, Path | None]] = []
         self.rejected: list[dict] = []
         for img, mask in io.read_index(index):
             try:
-                with Image.open(img) as im:
-                    size = im.size
-                if mask is not None:
-                    with Image.open(mask) as m:
-                        if m.size != size:
-                            raise ValueError(f"mask size {m.size} != image size {size}")
-            except (OSError, ValueError) as e:
-                self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": str(e)})
+                io.check_entry(img, mask)
+            except io.Rejected as e:
+                self.rejected.append(io.rejection(e, image=img, mask=mask))
                 continue
             self.entries.append((img, mask))
         self._get = functools.lru_cache(maxsize=512)(self._read)
@@ -88,12 +81,12 @@ class IndexSource:
         for k in range(len(self.entries)):
             img, mask = self.entries[(i + k) % len(self.entries)]
             try:
-                rgb, _ = io.read_image(img)
-                target = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0])) if mask is not None else np.zeros(rgb.shape[:2], bool)
-                return rgb, target.astype(np.float32)
-            except (io.Rejected, ValueError, OSError) as e:
-                self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": getattr(e, "reason", str(e))})
+                rgb, truth = io.read_entry(img, mask)
+            except io.Rejected as e:
+                self.rejected.append(io.rejection(e, image=img, mask=mask))
                 log.warning("training image left out: %s (%s)", img, e)
+                continue
+            return rgb, (np.zeros(rgb.shape[:2], bool) if truth is None else truth).astype(np.float32)
         raise ValueError("no entry of the index can be read")
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:

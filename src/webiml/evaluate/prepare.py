@@ -368,12 +368,10 @@ def fit_mask(mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray | None
 
 
 def _mask_name(raw: Path, image: Path, taken: set[str]) -> str:
+    """``sub/x.jpg`` -> ``sub__x.png``; the extension is kept (``sub__x.jpg.png``) or a number added
+    when that name is taken."""
     rel = image.relative_to(raw) if image.is_relative_to(raw) else Path(image.name)
-    name = "__".join(rel.with_suffix("").parts)
-    if name in taken:
-        name = "__".join(rel.parts)
-    taken.add(name)
-    return name + ".png"
+    return io.unique_name("__".join(rel.with_suffix("").parts), taken, alt="__".join(rel.parts)) + ".png"
 
 
 def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include_authentic: bool = True,
@@ -405,11 +403,13 @@ def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include
     taken: set[str] = set()
     for image, mask in tqdm(pairs, desc=f"prepare {name}", unit="img", disable=not progress):
         try:
-            rgb, _ = io.read_image(image)
+            rgb, info = io.read_image(image)
         except io.Rejected as e:
             skipped.append({"image": str(image), "mask": None if mask is None else str(mask), "reason": e.reason,
                             "detail": e.detail})
             continue
+        if "multi-page" in info.flags:
+            notes.append({"image": str(image), "note": "multi-page", "detail": "the first page of a multi-page file is used"})
         if mask is None:
             entries.append((image, None))
             continue
