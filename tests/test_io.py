@@ -511,7 +511,7 @@ def test_read_soft_mask_16bit_rounds_and_colour_uses_luma(tmp_path):
 @pytest.mark.parametrize("reader", [read_mask_pixels, read_soft_mask, read_mask])
 def test_mask_readers_reject(tmp_path, reader):
     for path, reason in [(tmp_path / "none.png", "missing-file"), (tmp_path / "t.png", "not-an-image"),
-                         (tmp_path / "cut.png", "corrupt")]:
+                         (tmp_path / "cut.png", "truncated")]:
         if path.name == "t.png":
             path.write_text("hello")
         elif path.name == "cut.png":

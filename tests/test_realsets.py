@@ -144,3 +144,17 @@ def test_no_test_split_file_is_ever_a_training_input(tmp_path):
     pool = prepare_boxprompt_data({"teacher": "box", "data": {"handcrafted": 1, "authentic": 1, "base_side": [64, 64], "real_side": 64}},
                                   progress=False, real_index=train_index)
     assert pool.report["n_by_source"] == {"synthetic": 2, "real": 306}
+
+
+def test_nist16_table_rows_that_do_not_fit_are_skipped_with_a_reason(tmp_path):
+    raw = tmp_path / "NC2016"
+    _img(raw / "probe" / "NC2016_0001.jpg", 1)
+    table = raw / "reference" / "manipulation" / "NC2016-manipulation-ref.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text("TaskID|ProbeFileID|ProbeFileName|ProbeMaskFileName|IsTarget\n"
+                     "manipulation|NC2016_0001|probe/NC2016_0001.jpg||N\nmanipulation|NC2016_0002\n")
+    r = prepare_dataset("nist16", raw, tmp_path / "out", progress=False)
+    assert r["n_authentic"] == 1 and r["skipped_by_reason"] == {"bad-row": 1} and ":3: 2 fields, expected 5" in r["skipped"][0]["detail"]
+    table.write_bytes(b"TaskID|ProbeFileName|IsTarget\n\xff\xfe|x|Y\n")
+    with pytest.raises(ValueError, match="not a readable '\\|'-separated table"):
+        prepare_dataset("nist16", raw, tmp_path / "out2", progress=False)

@@ -7,7 +7,6 @@ A box is ``(x0, y0, x1, y1)`` in float pixel coordinates of its image, ``x1``/``
 from __future__ import annotations
 
 import csv
-import json
 import math
 import warnings
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Iterable, Literal, Sequence
 
 import cv2
 import numpy as np
+
+from .io import read_json
 
 Box = tuple[float, float, float, float]
 
@@ -101,76 +102,134 @@ def check_boxes(
     return out
 
 
-def read_boxes(path: str | Path) -> dict[str, list[Box]]:
+#: header names the CSV reader understands (case-insensitive), by column role
+CSV_COLUMNS = {"image": ("image", "file", "file_name", "filename", "path", "name"), "x0": ("x0", "xmin", "x_min", "left"),
+               "y0": ("y0", "ymin", "y_min", "top"), "x1": ("x1", "xmax", "x_max", "right"),
+               "y1": ("y1", "ymax", "y_max", "bottom")}
+
+
+def read_boxes(path: str | Path, bad: dict[str, str] | None = None) -> dict[str, list[Box]]:
     """Boxes per image file name from a COCO-style JSON (``images`` with ``id``/``file_name``,
     ``annotations`` with ``image_id`` and ``bbox`` = x, y, w, h; every listed image appears, maybe
-    with no boxes) or a CSV of ``image,x0,y0,x1,y1`` rows (header optional, several rows per image)."""
+    with no boxes) or a CSV of ``image,x0,y0,x1,y1`` rows (several rows per image; an optional
+    header names the columns, in any order, from :data:`CSV_COLUMNS`).
+
+    A box that cannot be read (a CSV row without 5 fields, a coordinate that is not a finite
+    number, a malformed ``bbox``) raises ``ValueError`` naming the file and row, or, when ``bad``
+    is given, leaves its image out of the result with the problem recorded in ``bad[image]``
+    (a partial set of boxes would give a wrong mask). A file that cannot be read at all (not
+    UTF-8, not JSON, a header it cannot map, ids that are not numbers or strings) always raises."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"boxes file not found: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        return _read_coco(path)
-    if suffix == ".csv":
-        return _read_csv(path)
-    raise ValueError(f"{path}: boxes must be a COCO-style .json or an image,x0,y0,x1,y1 .csv, not {suffix or 'no suffix'}")
+    if suffix not in (".json", ".csv"):
+        raise ValueError(f"{path}: boxes must be a COCO-style .json or an image,x0,y0,x1,y1 .csv, not {suffix or 'no suffix'}")
+    problems: dict[str, str] = {}
 
+    def problem(name: str, msg: str) -> None:
+        if bad is None:
+            raise ValueError(msg)
+        problems.setdefault(name, msg)
 
-def _numbers(values: Sequence, where: str) -> list[float]:
-    try:
-        out = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: coordinates must be numbers, got {list(values)}") from None
-    if not all(math.isfinite(v) for v in out):
-        raise ValueError(f"{where}: coordinates must be finite, got {out}")
+    out = _read_coco(path, problem) if suffix == ".json" else _read_csv(path, problem)
+    for name in problems:
+        out.pop(name, None)
+    if bad is not None:
+        bad.update(problems)
     return out
 
 
-def _read_coco(path: Path) -> dict[str, list[Box]]:
+def _numbers(values: Sequence, where: str) -> list[float] | str:
+    """The values as finite floats, or what is wrong with them."""
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return f"{where}: coordinates must be numbers, got {list(values)}"
+    if not all(math.isfinite(v) for v in out):
+        return f"{where}: coordinates must be finite, got {out}"
+    return out
+
+
+def _is_id(v) -> bool:
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+
+def _read_coco(path: Path, problem) -> dict[str, list[Box]]:
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
         raise ValueError(f"{path}: a COCO-style boxes file needs 'images' and 'annotations' lists")
     names: dict = {}
     for i, im in enumerate(data["images"]):
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise ValueError(f"{path}: images[{i}] needs 'id' and 'file_name'")
-        names[im["id"]] = str(im["file_name"])
+        if not _is_id(im["id"]) or not isinstance(im["file_name"], str):
+            raise ValueError(f"{path}: images[{i}]: 'id' must be a number or a string and 'file_name' a string, "
+                             f"got {type(im['id']).__name__} and {type(im['file_name']).__name__}")
+        names[im["id"]] = im["file_name"]
     out: dict[str, list[Box]] = {n: [] for n in names.values()}
     for i, ann in enumerate(data["annotations"]):
         where = f"{path}: annotations[{i}]"
         if not isinstance(ann, dict) or "image_id" not in ann or "bbox" not in ann:
             raise ValueError(f"{where} needs 'image_id' and 'bbox'")
-        if ann["image_id"] not in names:
+        if not _is_id(ann["image_id"]) or ann["image_id"] not in names:
             raise ValueError(f"{where} refers to image_id {ann['image_id']!r}, which is not in 'images'")
-        bbox = ann["bbox"]
+        name, bbox = names[ann["image_id"]], ann["bbox"]
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-            raise ValueError(f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
-        x, y, bw, bh = _numbers(bbox, where)
-        out[names[ann["image_id"]]].append((x, y, x + bw, y + bh))
+            problem(name, f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
+        elif isinstance(v := _numbers(bbox, where), str):
+            problem(name, v)
+        else:
+            x, y, bw, bh = v
+            out[name].append((x, y, x + bw, y + bh))
     return out
 
 
-def _read_csv(path: Path) -> dict[str, list[Box]]:
+def _read_csv(path: Path, problem) -> dict[str, list[Box]]:
     out: dict[str, list[Box]] = {}
-    with open(path, newline="") as f:
-        for line, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != 5:
-                raise ValueError(f"{path}:{line}: expected image,x0,y0,x1,y1 (5 fields), got {len(row)}")
-            name, *coords = (c.strip() for c in row)
-            if line == 1 and not _all_numbers(coords):
-                continue  # header
-            out.setdefault(name, []).append(tuple(_numbers(coords, f"{path}:{line}")))
+    order = [0, 1, 2, 3, 4]  # columns of image, x0, y0, x1, y1
+    first, line = True, 0
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.reader(f), start=1):
+                if not row or all(not c.strip() for c in row):
+                    continue
+                cells = [c.strip() for c in row]
+                if first:
+                    first = False
+                    if (header := _csv_header(cells, path)) is not None:
+                        order = header
+                        continue
+                name = cells[order[0]] if len(cells) == 5 else cells[0]
+                if len(cells) != 5:
+                    problem(name, f"{path}:{line}: expected image,x0,y0,x1,y1 (5 fields), got {len(cells)}")
+                elif isinstance(v := _numbers([cells[k] for k in order[1:]], f"{path}:{line}"), str):
+                    problem(name, v)
+                else:
+                    out.setdefault(name, []).append(tuple(v))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
+    except csv.Error as e:  # a field over the size limit, a NUL byte
+        raise ValueError(f"{path}:{line + 1}: not a readable CSV row ({e})") from None
     return out
 
 
-def _all_numbers(values: Sequence[str]) -> bool:
+def _csv_header(cells: list[str], path: Path) -> list[int] | None:
+    """The column of each role if ``cells`` is a header (every cell a known name), None if it is
+    data; raises for a header it cannot map (names unknown or missing, no coordinate a number)."""
+    roles = {alias: role for role, aliases in CSV_COLUMNS.items() for alias in aliases}
+    found = [roles.get(c.lower()) for c in cells]
+    if all(found) and sorted(found) == sorted(CSV_COLUMNS):
+        return [found.index(role) for role in CSV_COLUMNS]
+    if any(found[1:]) or (len(cells) == 5 and not any(_is_number(c) for c in cells[1:])):
+        raise ValueError(f"{path}: header {','.join(cells)!r} cannot be mapped; name the columns "
+                         f"{','.join(CSV_COLUMNS)} (any order) or leave the header out")
+    return None
+
+
+def _is_number(v: str) -> bool:
     try:
-        [float(v) for v in values]
+        float(v)
     except ValueError:
         return False
     return True

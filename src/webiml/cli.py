@@ -252,6 +252,8 @@ def _parse_named(specs: list[str]) -> dict[str, str]:
         name, sep, path = s.partition("=")
         if not sep or not name or not path:
             raise ValueError(f"--dataset expects NAME=INDEX (a BenCo JSON, a Tp/+Gt/ folder or a NoSo folder), got {s!r}")
+        if name in out:
+            raise ValueError(f"--dataset {name} is given twice ({out[name]} and {path}); give each dataset its own name")
         out[name] = path
     return out
 

@@ -109,12 +109,7 @@ def predict_files(
                 rejected.write({"path": str(p), "reason": e.reason, "detail": e.detail})
                 n_bad += 1
                 continue
-            stem = p.stem
-            k = 1
-            while stem in used:  # same stem from different folders
-                k += 1
-                stem = f"{p.stem}-{k}"
-            used.add(stem)
+            stem = io.unique_name(p.stem, used)  # same stem from different folders
             prob = predict_prob(lm, rgb, max_side=max_side)
             io.write_soft_mask(out / f"{stem}_mask.png", prob)
             io.write_image(out / f"{stem}_overlay.jpg", overlay(rgb, prob), jpeg_quality=90)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io as _stdio
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -36,18 +35,37 @@ def _load_coco(annotations: str | Path) -> COCO:
     path = Path(annotations)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: COCO annotation file does not exist")
-    try:
-        dataset = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not a JSON file ({e})") from None
+    dataset = io.read_json(path)
     if not isinstance(dataset, dict) or not isinstance(dataset.get("images"), list):
         raise ValueError(f"{path}: not a COCO instances file (no 'images' list)")
     dataset.setdefault("annotations", [])
+    _check_coco(dataset, path)
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(_stdio.StringIO()):  # pycocotools prints progress
         coco.createIndex()
     return coco
+
+
+def _check_coco(dataset: dict, path: Path) -> None:
+    """Refuse, naming the entry, what pycocotools would trip over: ids that are not numbers or
+    strings, images without a file name or a positive size."""
+
+    def is_id(v) -> bool:
+        return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+    if not isinstance(dataset["annotations"], list):
+        raise ValueError(f"{path}: 'annotations' must be a list")
+    for i, im in enumerate(dataset["images"]):
+        if not (isinstance(im, dict) and is_id(im.get("id")) and isinstance(im.get("file_name"), str)
+                and all(isinstance(im.get(k), int) and not isinstance(im.get(k), bool) and im[k] > 0 for k in ("width", "height"))):
+            raise ValueError(f"{path}: images[{i}] needs an 'id' (a number or a string), a 'file_name' and a positive "
+                             f"'width' and 'height'; got {str(im)[:120]}")
+    keys = ("id", "image_id") + (("category_id",) if "categories" in dataset else ())
+    for i, ann in enumerate(dataset["annotations"]):
+        if not (isinstance(ann, dict) and all(is_id(ann.get(k)) for k in keys)):
+            raise ValueError(f"{path}: annotations[{i}] needs {', '.join(map(repr, keys))} (numbers or strings); "
+                             f"got {str(ann)[:120]}")
 
 
 def _ann_mask(ann: dict, h: int, w: int) -> np.ndarray:
@@ -83,7 +101,7 @@ def coco_instances(
     coco = _load_coco(annotations)
     image_dir = Path(image_dir)
     n = 0
-    for img_id in sorted(coco.imgs):
+    for img_id in sorted(coco.imgs, key=lambda k: (isinstance(k, str), k)):
         if limit is not None and n >= limit:
             return
         meta = coco.imgs[img_id]

@@ -8,11 +8,16 @@ Writers are atomic (temp file + rename): an interrupted stage never leaves half 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import math
 import os
+import stat
+import struct
 import tempfile
 import warnings
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -27,6 +32,8 @@ NEGATIVE = "Negative"
 # Reasons a reader may give. Stages count rejections by these strings.
 REASONS = (
     "missing-file",
+    "name-too-long",
+    "unreadable",
     "empty-file",
     "not-an-image",
     "truncated",
@@ -38,12 +45,14 @@ REASONS = (
 
 
 class Rejected(Exception):
-    """An input that cannot be used; ``reason`` is one of :data:`REASONS` (or a stage's own)."""
+    """An input that cannot be used; ``reason`` is one of :data:`REASONS` (or a stage's own).
+    ``side`` says which file of an item failed (``"image"``/``"mask"``, ``"forged"``/``"authentic"``)."""
 
-    def __init__(self, reason: str, detail: str = "", path: str | os.PathLike | None = None):
+    def __init__(self, reason: str, detail: str = "", path: str | os.PathLike | None = None, side: str | None = None):
         self.reason = reason
         self.detail = detail
         self.path = None if path is None else str(path)
+        self.side = side
         super().__init__(f"{reason}: {detail}" + (f" ({path})" if path else ""))
 
 
@@ -102,6 +111,63 @@ def _to_rgb(img: Image.Image, flags: list[str]) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+_OS_REASONS = {errno.ENOENT: "missing-file", errno.ENOTDIR: "missing-file", errno.ENAMETOOLONG: "name-too-long"}
+#: what a decoder may raise on a broken or hostile file (beyond OSError)
+_DECODE_ERRORS = (ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, MemoryError, RecursionError,
+                  struct.error, zlib.error)
+
+
+def _os_rejected(e: OSError, path: Path) -> Rejected:
+    """A file-system error (missing, name too long, symlink loop, permission) as a rejection."""
+    detail = "file does not exist" if e.errno == errno.ENOENT else (e.strerror or str(e))
+    return Rejected(_OS_REASONS.get(e.errno, "unreadable"), detail, path)
+
+
+def _check_file(path: Path) -> None:
+    """Refuse what is not a non-empty regular file, before opening it (a FIFO or device would block)."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise _os_rejected(e, path) from None
+    except ValueError as e:  # an embedded NUL byte
+        raise Rejected("unreadable", str(e), path) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise Rejected("not-an-image", "a folder, not a file" if stat.S_ISDIR(st.st_mode) else "not a regular file", path)
+    if st.st_size == 0:
+        raise Rejected("empty-file", "zero bytes", path)
+
+
+@contextlib.contextmanager
+def _decoding(path: Path, max_pixels: int) -> Iterator[Image.Image]:
+    """The one way files are opened for decoding: yields the opened image, its header size already
+    checked against ``max_pixels``; any failure, in opening or in the block, raises :class:`Rejected`
+    (``missing-file``, ``name-too-long``, ``unreadable``, ``empty-file``, ``not-an-image``,
+    ``too-large``, ``truncated``, ``corrupt``)."""
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise Rejected("too-large", f"{w}x{h} = {w * h} px > limit {max_pixels}", path)
+                yield img
+    except Rejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise Rejected("too-large", str(e), path) from None
+    except UnidentifiedImageError:
+        raise Rejected("not-an-image", "no image decoder recognises this file", path) from None
+    except OSError as e:
+        if e.errno is not None:  # from the file system (permission, a folder), not from the decoder
+            raise _os_rejected(e, path) from None
+        msg = str(e)
+        reason = "truncated" if "truncated" in msg.lower() or "premature end" in msg.lower() else "corrupt"
+        raise Rejected(reason, msg, path) from None
+    except _DECODE_ERRORS as e:
+        raise Rejected("corrupt", f"{type(e).__name__}: {e}", path) from None
+
+
 def read_image(
     path: str | os.PathLike,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -110,53 +176,56 @@ def read_image(
     """Decode an image file to an ``HxWx3`` uint8 RGB array.
 
     EXIF orientation is applied; grayscale, palette, RGBA/LA (composited on white), CMYK and
-    16-bit images are converted. Raises :class:`Rejected` for a missing, empty, non-image,
+    16-bit images are converted; of a multi-page file (TIFF, animation) the first page is read,
+    flagged ``multi-page``. Raises :class:`Rejected` for a missing, unreadable, empty, non-image,
     truncated or corrupt file, and for images above ``max_pixels`` (checked from the header,
     before decoding) or with a side below ``min_side``.
     """
     path = Path(path)
-    if not path.exists():
-        raise Rejected("missing-file", "file does not exist", path)
-    if not path.is_file():
-        raise Rejected("not-an-image", "not a regular file", path)
-    if path.stat().st_size == 0:
-        raise Rejected("empty-file", "zero bytes", path)
     flags: list[str] = []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise Rejected("too-large", f"{w}x{h} = {w * h} px > limit {max_pixels}", path)
-                if min(w, h) < min_side:
-                    raise Rejected("too-small", f"{w}x{h}, a side < {min_side} px", path)
-                fmt, mode = img.format, img.mode
-                img.load()
-                if _exif_orientation(img) not in (None, 1):
-                    flags.append("exif-rotated")
-                oriented = ImageOps.exif_transpose(img)
-                arr = _to_rgb(oriented, flags)
-    except Rejected:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise Rejected("too-large", str(e), path) from None
-    except UnidentifiedImageError:
-        raise Rejected("not-an-image", "no image decoder recognises this file", path) from None
-    except OSError as e:
-        msg = str(e)
-        reason = "truncated" if "truncated" in msg.lower() or "premature end" in msg.lower() else "corrupt"
-        raise Rejected(reason, msg, path) from None
-    except (ValueError, SyntaxError, EOFError, IndexError, TypeError, MemoryError) as e:
-        raise Rejected("corrupt", f"{type(e).__name__}: {e}", path) from None
+    with _decoding(path, max_pixels) as img:
+        w, h = img.size
+        if min(w, h) < min_side:
+            raise Rejected("too-small", f"{w}x{h}, a side < {min_side} px", path)
+        fmt, mode = img.format, img.mode
+        if getattr(img, "n_frames", 1) > 1:
+            flags.append("multi-page")
+        img.load()
+        if _exif_orientation(img) not in (None, 1):
+            flags.append("exif-rotated")
+        oriented = ImageOps.exif_transpose(img)
+        arr = _to_rgb(oriented, flags)
     info = ImageInfo(str(path), fmt, mode, w, h, sha256_file(path), flags)
     return np.ascontiguousarray(arr), info
+
+
+def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` of an image as :func:`read_image` returns it (after EXIF orientation),
+    from its header, without decoding the pixels. Raises :class:`Rejected` as :func:`read_image`."""
+    with _decoding(Path(path), max_pixels) as img:
+        w, h = img.size
+        transposed = _exif_orientation(img) in (5, 6, 7, 8)
+    return (h, w) if transposed else (w, h)
 
 
 def _exif_orientation(img: Image.Image) -> int | None:
     with contextlib.suppress(Exception):
         return img.getexif().get(0x0112)
     return None
+
+
+def unique_name(name: str, taken: set[str], alt: str | None = None) -> str:
+    """``name`` if it is not in ``taken``, else ``alt`` (when given and free), else the first free
+    ``name-2``, ``name-3``, ...; the result is added to ``taken``. Output files named from input
+    names (``a.png`` and ``a.jpg``, ``sub/x.png`` and ``sub__x.png``) stay distinct this way."""
+    out, k = name, 1
+    if out in taken and alt is not None:
+        out = alt
+    while out in taken:
+        k += 1
+        out = f"{name}-{k}"
+    taken.add(out)
+    return out
 
 
 # ---------------------------------------------------------------------------- atomic writing
@@ -185,8 +254,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def to_json(obj: Any, **kw: Any) -> str:
+    """``json.dumps`` that always gives valid JSON: NumPy values and paths converted, NaN and
+    infinities written as ``null``."""
+    return json.dumps(_finite(obj), allow_nan=False, default=_json_default, **kw)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text_atomic(path, to_json(obj, indent=2, sort_keys=False) + "\n")
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
@@ -199,7 +274,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
 
 def write_jsonl(path: str | os.PathLike, rows: Any) -> None:
     """One JSON object per line (atomic)."""
-    write_text_atomic(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
+    write_text_atomic(path, "".join(to_json(r) + "\n" for r in rows))
 
 
 def _json_default(o: Any) -> Any:
@@ -212,6 +287,38 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _finite(o: Any) -> Any:
+    """``o`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _finite(o.tolist())
+    return o
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file; text that is not UTF-8 or not JSON (or nested too deeply to parse) raises
+    ``ValueError`` naming the file and where it fails."""
+    path = Path(path)
+    try:
+        return _parse_json(path.read_text(encoding="utf-8"), str(path))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply to read") from None
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, jpeg_quality: int = 95) -> None:
@@ -249,52 +356,99 @@ def write_soft_mask(path: str | os.PathLike, prob: np.ndarray) -> None:
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 
 
-def read_mask_pixels(path: str | os.PathLike) -> np.ndarray:
+def read_mask_pixels(
+    path: str | os.PathLike, size: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """A raw mask file as uint8 ``HxW`` (grey) or ``HxWx3`` (colour).
 
     Mode ``1`` reads as 0/255; 16-bit, 32-bit and float masks whose maximum exceeds 255 are
-    scaled by 255/65535 (others taken as 8-bit values), then rounded. Raises :class:`Rejected`
-    (``missing-file``, ``not-an-image``, ``corrupt``).
+    scaled by 255/65535 (others taken as 8-bit values), then rounded. ``size`` is the expected
+    ``(width, height)`` (that of the image): a mask of another size is refused from its header,
+    before decoding (``size-mismatch``), and one of that size is never ``too-large``. Raises
+    :class:`Rejected` as :func:`read_image`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise Rejected("missing-file", "mask file does not exist", path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in _WIDE_MODES:
-                a = np.asarray(img, dtype=np.float64)
-                a = a * (255.0 / 65535.0) if a.max() > 255 else a
-                return np.clip(a + 0.5, 0, 255).astype(np.uint8)
-            if img.mode == "1":
-                return np.asarray(img, dtype=np.uint8) * 255
-            if img.mode == "L":
-                return np.asarray(img).copy()
-            return np.asarray(img.convert("RGB")).copy()
-    except UnidentifiedImageError:
-        raise Rejected("not-an-image", "mask is not an image", path) from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise Rejected("corrupt", str(e), path) from None
+    with _mask_decoding(path, size, max_pixels) as img:
+        img.load()
+        if img.mode in _WIDE_MODES:
+            a = np.asarray(img, dtype=np.float64)
+            a = a * (255.0 / 65535.0) if a.max() > 255 else a
+            return np.clip(a + 0.5, 0, 255).astype(np.uint8)
+        if img.mode == "1":
+            return np.asarray(img, dtype=np.uint8) * 255
+        if img.mode == "L":
+            return np.asarray(img).copy()
+        return np.asarray(img.convert("RGB")).copy()
 
 
-def read_soft_mask(path: str | os.PathLike) -> np.ndarray:
+@contextlib.contextmanager
+def _mask_decoding(path: Path, size: tuple[int, int] | None, max_pixels: int) -> Iterator[Image.Image]:
+    """:func:`_decoding` for a mask expected at ``size`` (refused from its header otherwise)."""
+    with _decoding(path, max(max_pixels, size[0] * size[1]) if size is not None else max_pixels) as img:
+        if size is not None and img.size != tuple(size):
+            w, h = img.size
+            raise Rejected("size-mismatch", f"mask {w}x{h} vs image {size[0]}x{size[1]}", path)
+        yield img
+
+
+def read_soft_mask(path: str | os.PathLike, size: tuple[int, int] | None = None,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a soft mask as a uint8 grey ``HxW`` array (value/255 = probability); colour is
     reduced by PIL's luma (as ``convert("L")``). Raises as :func:`read_mask_pixels`."""
-    a = read_mask_pixels(path)
+    a = read_mask_pixels(path, size, max_pixels)
     return np.asarray(Image.fromarray(a, "RGB").convert("L")) if a.ndim == 3 else a
 
 
-def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask(path: str | os.PathLike, size: tuple[int, int] | None = None,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a mask as bool ``HxW``: a pixel is set when its channel mean is > 127.5.
 
     ``size`` is the expected ``(width, height)`` (that of the image); a different size raises
     :class:`Rejected` ``size-mismatch``. Otherwise raises as :func:`read_mask_pixels`.
     """
-    a = read_mask_pixels(path)
-    h, w = a.shape[:2]
-    if size is not None and (w, h) != tuple(size):
-        raise Rejected("size-mismatch", f"mask {w}x{h} vs image {size[0]}x{size[1]}", path)
+    a = read_mask_pixels(path, size, max_pixels)
     return (a.mean(axis=2) if a.ndim == 3 else a) > 127.5
+
+
+def read_entry(image: str | os.PathLike, mask: str | os.PathLike | None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray | None]:
+    """One entry of a dataset index: the RGB image and its truth (bool, at the image's size;
+    ``None`` for an authentic image). A failure raises :class:`Rejected` whose ``side`` says
+    which file is bad (``"image"`` or ``"mask"``)."""
+    with side("image"):
+        rgb, _ = read_image(image, max_pixels)
+    with side("mask"):
+        truth = None if mask is None else read_mask(mask, (rgb.shape[1], rgb.shape[0]))
+    return rgb, truth
+
+
+def check_entry(image: str | os.PathLike, mask: str | os.PathLike | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """What :func:`read_entry` checks before decoding (headers only: readable files, sizes, the
+    mask at the image's size), raising the same :class:`Rejected`."""
+    with side("image"):
+        size = image_size(image, max_pixels)
+    if mask is not None:
+        with side("mask"), _mask_decoding(Path(mask), size, max_pixels):
+            pass
+
+
+@contextlib.contextmanager
+def side(name: str) -> Iterator[None]:
+    """A :class:`Rejected` raised in the block comes from the item's ``name`` file (its ``side``)."""
+    try:
+        yield
+    except Rejected as e:
+        e.side = name
+        raise
+
+
+def rejection(e: Rejected, **item: Any) -> dict:
+    """A rejection as a JSON record: the item's fields, then side (if known), reason, detail, path."""
+    out = {k: str(v) if isinstance(v, os.PathLike) else v for k, v in item.items()}
+    if e.side is not None:
+        out["side"] = e.side
+    out.update(reason=e.reason, detail=e.detail, path=e.path)
+    return out
 
 
 # ------------------------------------------------------------------------ dataset indexes
@@ -311,7 +465,7 @@ def read_benco_index(path: str | os.PathLike) -> list[tuple[Path, Path | None]]:
     then moved or pulled into another checkout) is read from there, with a warning.
     """
     path = Path(path)
-    entries = json.loads(path.read_text())
+    entries = read_json(path)
     if not isinstance(entries, list):
         raise ValueError(f"{path}: a BenCo index is a JSON list of [image, mask] pairs")
     out: list[tuple[Path, Path | None]] = []
@@ -334,12 +488,32 @@ def _resolve(base: Path, p: str) -> tuple[Path, bool]:
     q = Path(p)
     if not q.is_absolute():
         return base / q, False
-    if not q.exists():
+    if not _exists(q):
         for i in range(1, len(q.parts)):  # the longest tail that exists under base
             cand = base.joinpath(*q.parts[i:])
-            if cand.exists():
+            if _exists(cand):
                 return cand, True
     return q, False
+
+
+def _exists(p: Path) -> bool:
+    """``p.exists()``, False also for a name the system refuses (too long, NUL byte): the reader says why."""
+    try:
+        return p.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def check_path(path: str | os.PathLike, what: str = "file") -> os.stat_result:
+    """``stat`` of a path given by the user: a missing one raises ``FileNotFoundError``, one the
+    system refuses (name too long, symlink loop, no permission) ``ValueError``, each naming it."""
+    path = Path(path)
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{what} {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def write_benco_index(
@@ -426,7 +600,7 @@ def write_tp_gt_dir(
 def read_index(spec: str | os.PathLike) -> list[tuple[Path, Path | None]]:
     """Read a dataset given either a BenCo JSON file or a ``Tp/``+``Gt/`` folder."""
     p = Path(spec)
-    if p.is_dir():
+    if stat.S_ISDIR(check_path(p, "dataset").st_mode):
         return read_tp_gt_dir(p)
     return read_benco_index(p)
 
@@ -463,7 +637,7 @@ class PairRecord:
     flags: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=_json_default)
+        return to_json(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> "PairRecord":
@@ -478,11 +652,14 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     if not path.exists():
         return []
     out = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                out.append(json.loads(line))
+    try:
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, start=1):
+                line = line.strip()
+                if line:
+                    out.append(_parse_json(line, f"{path}:{i}"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
     return out
 
 
@@ -507,7 +684,7 @@ class JsonlWriter:
         self.count = 0
 
     def write(self, obj: Any) -> None:
-        line = obj.to_json() if hasattr(obj, "to_json") else json.dumps(obj, default=_json_default)
+        line = obj.to_json() if hasattr(obj, "to_json") else to_json(obj)
         self._f.write(line + "\n")
         self.count += 1
 

@@ -66,22 +66,14 @@ class IndexSource:
     """
 
     def __init__(self, index: str | Path, max_side: int | None = None):
-        from PIL import Image
-
         self.max_side = max_side
-
         self.entries: list[tuple[Path, Path | None]] = []
         self.rejected: list[dict] = []
         for img, mask in io.read_index(index):
             try:
-                with Image.open(img) as im:
-                    size = im.size
-                if mask is not None:
-                    with Image.open(mask) as m:
-                        if m.size != size:
-                            raise ValueError(f"mask size {m.size} != image size {size}")
-            except (OSError, ValueError) as e:
-                self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": str(e)})
+                io.check_entry(img, mask)
+            except io.Rejected as e:
+                self.rejected.append(io.rejection(e, image=img, mask=mask))
                 continue
             self.entries.append((img, mask))
         self._get = functools.lru_cache(maxsize=512)(self._read)
@@ -93,15 +85,16 @@ class IndexSource:
         for k in range(len(self.entries)):
             img, mask = self.entries[(i + k) % len(self.entries)]
             try:
-                rgb, _ = io.read_image(img)
-                target = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0])) if mask is not None else np.zeros(rgb.shape[:2], bool)
-                if self.max_side and max(rgb.shape[:2]) > self.max_side:
-                    rgb = resize_long_side(rgb, self.max_side, interpolation=cv2.INTER_AREA)
-                    target = resize_long_side(target.astype(np.uint8), self.max_side, mask=True)
-                return rgb, target.astype(np.float32)
-            except (io.Rejected, ValueError, OSError) as e:
-                self.rejected.append({"image": str(img), "mask": str(mask) if mask else None, "reason": getattr(e, "reason", str(e))})
+                rgb, truth = io.read_entry(img, mask)
+            except io.Rejected as e:
+                self.rejected.append(io.rejection(e, image=img, mask=mask))
                 log.warning("training image left out: %s (%s)", img, e)
+                continue
+            target = np.zeros(rgb.shape[:2], bool) if truth is None else truth
+            if self.max_side and max(rgb.shape[:2]) > self.max_side:
+                rgb = resize_long_side(rgb, self.max_side, interpolation=cv2.INTER_AREA)
+                target = resize_long_side(target.astype(np.uint8), self.max_side, mask=True)
+            return rgb, target.astype(np.float32)
         raise ValueError("no entry of the index can be read")
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:

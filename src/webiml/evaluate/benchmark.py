@@ -45,8 +45,7 @@ def dataset_entries(spec: str | Path | Sequence) -> list[tuple[Path, Path | None
     if isinstance(spec, (list, tuple)):
         return list(spec)
     p = Path(spec)
-    if not p.exists():
-        raise FileNotFoundError(f"dataset not found: {p}")
+    io.check_path(p, "dataset")
     if p.is_dir() and not (p / "Tp").is_dir() and any(p.glob("*_mod*_gt.png")):
         return noso_entries(p)
     return io.read_index(p)
@@ -90,10 +89,9 @@ def evaluate_model(
     skipped: list[dict] = []
     for img, mask in tqdm(entries, desc=desc or f"bench {name}", disable=not progress, unit="img", leave=False):
         try:
-            rgb, _ = io.read_image(img)
-            truth = io.read_mask(mask, size=(rgb.shape[1], rgb.shape[0])) if mask is not None else None
-        except (io.Rejected, ValueError, FileNotFoundError) as e:
-            skipped.append({"image": str(img), "reason": getattr(e, "reason", None) or str(e)})
+            rgb, truth = io.read_entry(img, mask)
+        except io.Rejected as e:  # side: whether the image or its mask is bad
+            skipped.append(io.rejection(e, image=img, mask=mask))
             continue
         if perturbation is not None:
             rgb, truth = perturb_pair(rgb, truth, perturbation[0], perturbation[1], rng)

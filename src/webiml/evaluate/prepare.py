@@ -261,18 +261,27 @@ def find_nist16(raw: Path) -> tuple[Pairs, Skips]:
     pairs = []
     skipped = []
     seen: set[str] = set()
-    with open(table, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="|"))
-    if rows and not {"ProbeFileName", "IsTarget"} <= set(rows[0]):
+    try:
+        with open(table, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f, delimiter="|")
+            rows = [(reader.line_num, row) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{table}: not a readable '|'-separated table ({e})") from None
+    if not {"ProbeFileName", "IsTarget"} <= set(reader.fieldnames or ()):
         raise ValueError(f"{table}: expected '|'-separated columns ProbeFileName, ProbeMaskFileName, IsTarget; "
-                         f"got {sorted(rows[0])[:8]}")
-    for row in rows:
-        probe = (row["ProbeFileName"] or "").strip()
+                         f"got {sorted(reader.fieldnames or ())[:8]}")
+    for line, row in rows:
+        if None in row or None in row.values():  # a short row has None values, a long one a None key
+            skipped.append({"image": str(table), "mask": None, "reason": "bad-row",
+                            "detail": f"{table.name}:{line}: {sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None, []))} "
+                                      f"fields, expected {len(reader.fieldnames)}"})
+            continue
+        probe = row["ProbeFileName"].strip()
         if not probe or probe in seen:
             continue
         seen.add(probe)
         image = root / probe
-        if (row["IsTarget"] or "").strip().upper() != "Y":
+        if row["IsTarget"].strip().upper() != "Y":
             pairs.append((image, None))
         elif mask := (row.get("ProbeMaskFileName") or "").strip():
             pairs.append((image, root / mask))
@@ -452,12 +461,10 @@ def fit_mask(mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray | None
 
 
 def _mask_name(raw: Path, image: Path, taken: set[str]) -> str:
+    """``sub/x.jpg`` -> ``sub__x.png``; the extension is kept (``sub__x.jpg.png``) or a number added
+    when that name is taken."""
     rel = image.relative_to(raw) if image.is_relative_to(raw) else Path(image.name)
-    name = "__".join(rel.with_suffix("").parts)
-    if name in taken:
-        name = "__".join(rel.parts)
-    taken.add(name)
-    return name + ".png"
+    return io.unique_name("__".join(rel.with_suffix("").parts), taken, alt="__".join(rel.parts)) + ".png"
 
 
 def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include_authentic: bool = True,
@@ -502,11 +509,13 @@ def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include
     taken: set[str] = set()
     for image, mask in tqdm(pairs, desc=f"prepare {name}", unit="img", disable=not progress):
         try:
-            rgb, _ = io.read_image(image)
+            rgb, info = io.read_image(image)
         except io.Rejected as e:
             skipped.append({"image": str(image), "mask": None if mask is None else str(mask), "reason": e.reason,
                             "detail": e.detail})
             continue
+        if "multi-page" in info.flags:
+            notes.append({"image": str(image), "note": "multi-page", "detail": "the first page of a multi-page file is used"})
         if mask is None:
             entries.append((image, None))
             continue

@@ -181,11 +181,13 @@ def pseudo_mask_dataset(
     on_bad: str = "clip",
     progress: bool = True,
 ) -> dict:
-    """User boxes → the teacher's pseudo-masks as a dataset: ``out/masks/<stem>.png`` (soft, 0–255),
+    """User boxes → the teacher's pseudo-masks as a dataset: ``out/masks/<stem>.png`` (soft, 0–255;
+    ``sub/x.png`` gives ``sub__x.png``, and a name already taken keeps its extension, ``a.jpg.png``),
     ``out/index.json`` (BenCo; images the boxes file lists without boxes are ``Negative``),
-    ``out/rejected.jsonl`` (unreadable images, boxes that are all unusable) and ``out/report.json``.
+    ``out/rejected.jsonl`` (unreadable images, boxes that are all unusable, images with a box row
+    that cannot be read: ``bad-row``) and ``out/report.json``.
     Image paths in the boxes file are relative to ``images_dir``; images are never copied or modified."""
-    import json
+    import stat
     import warnings
 
     from tqdm import tqdm
@@ -193,9 +195,14 @@ def pseudo_mask_dataset(
     from .. import io
 
     out, images_dir = Path(out), Path(images_dir)
-    per_image = B.read_boxes(boxes_file)
+    if not stat.S_ISDIR(io.check_path(images_dir, "images folder").st_mode):
+        raise ValueError(f"images folder {images_dir} is not a folder")
+    bad: dict[str, str] = {}
+    per_image = B.read_boxes(boxes_file, bad=bad)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    entries, rejected, n_boxes, n_warnings = [], [], 0, 0
+    entries, n_boxes, n_warnings = [], 0, 0
+    rejected = [{"image": name, "reason": "bad-row", "detail": detail} for name, detail in bad.items()]
+    taken: set[str] = set()
     for name, bx in tqdm(per_image.items(), desc=f"pseudo-masks ({getattr(teacher, 'name', 'teacher')})", disable=not progress):
         path = images_dir / name
         try:
@@ -212,15 +219,15 @@ def pseudo_mask_dataset(
         if not good:
             entries.append((path, None))
             continue
-        mask_path = out / "masks" / f"{Path(name).with_suffix('').as_posix().replace('/', '__')}.png"
+        stem = io.unique_name(Path(name).with_suffix("").as_posix().replace("/", "__"), taken,  # a.png, a.jpg:
+                              alt=Path(name).as_posix().replace("/", "__"))  # distinct names, as sub/x.png, sub__x.png
+        mask_path = out / "masks" / f"{stem}.png"
         io.write_soft_mask(mask_path, teacher(rgb, good))
         entries.append((path, mask_path))
         n_boxes += len(good)
     io.write_benco_index(out / "index.json", entries)
-    with open(out / "rejected.jsonl", "w") as f:
-        for r in rejected:
-            f.write(json.dumps(r) + "\n")
-    report = {"teacher": getattr(teacher, "name", type(teacher).__name__), "n_listed": len(per_image),
+    io.write_jsonl(out / "rejected.jsonl", rejected)
+    report = {"teacher": getattr(teacher, "name", type(teacher).__name__), "n_listed": len(per_image) + len(bad),
               "n_masks": sum(m is not None for _, m in entries), "n_negative": sum(m is None for _, m in entries),
               "n_boxes": n_boxes, "n_box_warnings": n_warnings, "n_rejected": len(rejected),
               "rejected_by_reason": {r: sum(x["reason"] == r for x in rejected) for r in sorted({x["reason"] for x in rejected})}}
