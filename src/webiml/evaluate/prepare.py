@@ -468,14 +468,15 @@ def _mask_name(raw: Path, image: Path, taken: set[str]) -> str:
 
 
 def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include_authentic: bool = True,
-                    progress: bool = True, split: str | None = None, paths: str = "absolute") -> dict:
+                    progress: bool = True, split: str | None = None, paths: str = "absolute", limit: int | None = None) -> dict:
     """Prepare benchmark ``name`` (a key of :data:`PREPARERS`) from ``raw_dir`` into ``out_dir``.
 
     Writes ``index.json``, ``masks/``, ``report.json`` and ``rejected.jsonl`` (see module doc) and
     returns the report. ``split`` keeps one part of the repository's leak-free split
     (:func:`split_ids`); the images outside it are counted, not listed. ``paths`` is how the index
     names files (``io.write_benco_index``: ``absolute``, or ``relative`` to the index for a dataset
-    that moves with its folder). ``raw_dir`` is only read.
+    that moves with its folder). ``limit`` keeps at most that many tampered and authentic images
+    (and skipped items): a quick subset. ``raw_dir`` is only read.
     Raises ``ValueError`` for an unknown name or split or a folder that does not match the expected
     layout, ``FileNotFoundError`` if ``raw_dir`` is absent.
     """
@@ -503,6 +504,10 @@ def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include
             raise ValueError(f"{raw}: none of the {n_all} {name} images is in the {split!r} split")
     if not include_authentic:
         pairs = [(i, m) for i, m in pairs if m is not None]
+    if limit is not None:  # a quick subset: the first `limit` tampered and authentic images, in path order
+        pairs = sorted(pairs, key=lambda e: str(e[0]))
+        pairs = [e for e in pairs if e[1] is not None][:limit] + [e for e in pairs if e[1] is None][:limit]
+        skipped = sorted(skipped, key=lambda s: str(s["image"]))[:limit]
 
     entries: list[tuple[Path, Path | None]] = []
     notes: list[dict] = []
@@ -551,6 +556,7 @@ def prepare_dataset(name: str, raw_dir: str | Path, out_dir: str | Path, include
         "include_authentic": include_authentic,
         "split": split,
         "n_outside_split": n_outside,
+        "limit": limit,
         "n_images": len(entries),
         "n_tampered": n_tampered,
         "n_authentic": len(entries) - n_tampered,

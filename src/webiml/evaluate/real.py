@@ -61,7 +61,9 @@ def check_coverage(folder: Path, prepared: Path, work: Path, cfg: C.CollectConfi
     truth = {img.stem: mask for img, mask in io.read_index(prepared) if mask is not None}
     report_file = Path(prepared).parent / "report.json"
     skipped = io.read_jsonl(Path(prepared).parent / "rejected.jsonl") if (Path(prepared).parent / "rejected.jsonl").is_file() else []
-    out = check_pairs(C.coverage_candidates(folder, truth), work, cfg, models_dir, guard, threshold)
+    listed = set(truth) | {Path(s["image"]).stem for s in skipped}  # the pairs the prepared set holds (all, unless a subset)
+    out = check_pairs((c for c in C.coverage_candidates(folder, truth) if Path(c.forged).stem in listed), work, cfg, models_dir,
+                      guard, threshold)
     out["unscored"] = [{"pair": Path(s["image"]).stem, "reason": s["reason"], "detail": s.get("detail")} for s in skipped]
     if report_file.is_file():
         out["resized_masks"] = [{"pair": Path(n["image"]).stem, "detail": n["detail"]}

@@ -40,11 +40,12 @@ def index_path(out: str | Path, name: str, part: str | None = None) -> Path:
     return Path(out) / name / (part or "all") / "index.json"
 
 
-def prepare_real(real_dir: str | Path, out: str | Path, progress: bool = True) -> dict:
+def prepare_real(real_dir: str | Path, out: str | Path, progress: bool = True, max_images: int | None = None) -> dict:
     """Prepare every :data:`REAL_SETS` folder found in ``real_dir`` (``data/real``) into ``out``.
 
     Returns ``{name: {part: report} or None}`` (None: the folder is absent). Indexes name files
-    relative to themselves, through the workspace's ``data/real`` links.
+    relative to themselves, through the workspace's ``data/real`` links. ``max_images`` keeps a
+    quick subset of each part (the smoke size).
     """
     report: dict = {}
     for name, spec in REAL_SETS.items():
@@ -55,7 +56,7 @@ def prepare_real(real_dir: str | Path, out: str | Path, progress: bool = True) -
         report[name] = {}
         for part in spec.parts:
             dest = index_path(out, name, part).parent
-            r = prepare_dataset(spec.preparer, folder, dest, progress=progress, split=part, paths="relative")
+            r = prepare_dataset(spec.preparer, folder, dest, progress=progress, split=part, paths="relative", limit=max_images)
             report[name][part or "all"] = {k: r[k] for k in REPORT_KEYS} | {
                 "skipped": [{k: s.get(k) for k in ("image", "reason", "detail")} for s in r["skipped"]],
                 "notes": r["notes"]}
