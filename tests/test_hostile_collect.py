@@ -96,6 +96,22 @@ def test_collect_refuses_a_same_named_folder_it_did_not_write(tmp_path, pair_fil
     assert not out.exists() and _files(audit) == ["masks/x.png"]  # refused before touching either folder
 
 
+@pytest.mark.parametrize("flag", ["--out", "--audit"])
+def test_an_output_folder_that_is_a_file_is_one_clear_error(tmp_path, pair_files, capsys, flag):
+    (tmp_path / "a-file").write_text("mine")
+    args = {"--out": str(tmp_path / "out"), "--audit": str(tmp_path / "audit"), flag: str(tmp_path / "a-file")}
+    rc = _collect_cli("--source", "pairs-csv", "--csv", str(pair_files / "pairs.csv"), *(x for kv in args.items() for x in kv))
+    err = capsys.readouterr().err
+    assert rc == 2 and "a-file is a file, not a folder" in err and "Traceback" not in err
+    assert (tmp_path / "a-file").read_text() == "mine" and not (tmp_path / "out").exists() and not (tmp_path / "audit").exists()
+
+
+def test_an_output_name_too_long_is_one_clear_error(tmp_path, pair_files, capsys):
+    rc = _collect_cli("--source", "pairs-csv", "--csv", str(pair_files / "pairs.csv"), "--out", str(tmp_path / ("x" * 300)))
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot be an output folder (File name too long)" in err and "Traceback" not in err
+
+
 def test_a_collection_without_the_marker_is_not_overwritten(tmp_path, pair_files, capsys):
     out = tmp_path / "out"
     (out / "pairs" / "p").mkdir(parents=True)

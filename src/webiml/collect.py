@@ -20,6 +20,7 @@ above that collect wrote, and a same-named entry it did not write stops the run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -27,7 +28,6 @@ import resource
 import shutil
 import time
 from collections import Counter
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -497,7 +497,7 @@ def claim_corpus(out: Path, audit: str | os.PathLike | None, overwrite: bool) ->
     """Make ``out`` and ``audit`` ready for a pair corpus (:func:`webiml.paths.claim`): refuse an
     existing collection unless ``overwrite``, then remove what collect wrote there before (the
     download cache stays: it is checked per URL)."""
-    if (out / "pairs.jsonl").exists() and not overwrite:
+    if os.path.lexists(out / "pairs.jsonl") and not overwrite:
         raise FileExistsError(f"{out} already holds a collection; pass overwrite=True (--overwrite) to replace it")
     folders = {out: OUT_ENTRIES}
     if audit is not None:  # may be OUT itself

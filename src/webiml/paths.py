@@ -96,8 +96,12 @@ def claim(owner: str, folders: dict[str | os.PathLike, Iterable[str]]) -> None:
     todo = [(Path(f), list(names)) for f, names in folders.items()]
     for folder, names in todo:
         assert all(n and "/" not in n and n not in (".", "..", MARKER) for n in names), names
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(f"{folder} is a file, not a folder")
+        try:
+            a_file = folder.exists() and not folder.is_dir()
+        except OSError as e:  # a name too long, a folder we may not enter
+            raise ValueError(f"{folder}: cannot be an output folder ({e.strerror or e})") from None
+        if a_file:  # as mkdir says it
+            raise FileExistsError(f"{folder} is a file, not a folder")
         owners = _owners(folder)
         foreign = [n for n in names if os.path.lexists(folder / n) and (owners.get(n) != owner or (folder / n).is_symlink())]
         if foreign:
@@ -105,7 +109,12 @@ def claim(owner: str, folders: dict[str | os.PathLike, Iterable[str]]) -> None:
                 f"{folder} already holds {', '.join(foreign)}, not written by webiml {owner} (no record in {MARKER}); "
                 "move it away or choose another folder (webiml never deletes what it did not write)")
     for folder, names in todo:
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise
+        except OSError as e:
+            raise ValueError(f"{folder}: cannot be created ({e.strerror or e})") from None
         owners = _owners(folder)
         if any(owners.get(n) != owner for n in names):
             io.write_json(folder / MARKER, {"written_by": dict(sorted({**owners, **{n: owner for n in names}}.items()))})

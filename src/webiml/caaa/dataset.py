@@ -121,8 +121,6 @@ def build_dataset(
     pairs_dir = Path(pairs_dir)
     out = Path(out)
     _check_out(out, [ann, pairs_dir])
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file, not a folder")
     if not (ann / "annotations.jsonl").is_file():
         raise FileNotFoundError(f"{ann / 'annotations.jsonl'}: no annotations (run the annotate stage first)")
     if index_paths not in io.INDEX_PATHS:
