@@ -195,7 +195,7 @@ def test_a_crafted_shard_cannot_write_outside_out(shards, tmp_path, capsys, atta
         os.symlink(tmp_path / "secret.txt", s0 / "pairs" / pid / "extra.txt")
         reason = "is a link"
     before = _tree(tmp_path)
-    rc = cli_main(["merge", str(s0), str(src / "s1"), "--out", str(tmp_path / "m" / "out")])
+    rc = cli_main(["merge", str(s0), str(src / "s1"), "--out", str(tmp_path / "m" / "deep" / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and reason in err and "not a shard written by" in err and "Traceback" not in err
     assert _tree(tmp_path) == before  # nothing written anywhere: refused before any output
