@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from webiml import io
+from webiml.paths import MARKER
 from webiml.caaa.annotate import (
     AnnotationResult,
     NaiveAnnotator,
@@ -195,7 +196,7 @@ def test_outputs_and_record_fields(pairs, reference):
     rej = _records(out, "rejected.jsonl")
     assert [(r["id"], r["reason"]) for r in rej] == [("p3-missing", "missing-file"), ("p5b-badov", "size-mismatch")]
     assert sorted(p.name for p in (out / "masks").iterdir()) == sorted(f"{i}.png" for i in VALID_IDS)
-    assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+    assert not [p for p in out.rglob("*") if p.name != MARKER and (p.name.startswith(".") or p.name.endswith(".tmp"))]
     saved = json.loads((out / "report.json").read_text())
     assert saved == json.loads(json.dumps(report))
     assert report["n_annotated"] == report["n_done"] == len(VALID_IDS)

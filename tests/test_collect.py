@@ -439,11 +439,14 @@ def test_overwrite_protection(tmp_path, one_pair_csv):
         collect(pairs_csv_candidates(one_pair_csv), out, CFG, audit=audit, progress=False)
     assert (out / "pairs.jsonl").read_bytes() == before
     (out / "pairs" / "stale-pair").mkdir()
-    (audit / "stale.txt").write_text("old")
+    (audit / "masks").mkdir()
+    (audit / "masks" / "stale.png").write_text("old")
+    (audit / "notes.txt").write_text("the user's")
     report = collect(pairs_csv_candidates(one_pair_csv), out, CFG, audit=audit, overwrite=True, progress=False)
     assert report["n_accepted"] == 1
     assert sorted(p.name for p in (out / "pairs").iterdir()) == ["csv-valid"]
-    assert not (audit / "stale.txt").exists()
+    # what collect wrote is replaced; what it did not write stays
+    assert not (audit / "masks" / "stale.png").exists() and (audit / "notes.txt").read_text() == "the user's"
     assert (out / "pairs.jsonl").read_bytes() == before
 
 
@@ -539,8 +542,9 @@ def test_pairs_csv_ids_are_unique(tmp_path):
 
 
 def test_miml_ids_are_unique(tmp_path):
-    (tmp_path / "m" / "p q").mkdir(parents=True)
-    (tmp_path / "m" / "p_q").mkdir()
+    for name in ("p q", "p_q"):
+        (tmp_path / "m" / name).mkdir(parents=True)
+        (tmp_path / "m" / name / "1.jpg").write_bytes(b"")
     ids = [c.id for c in unique_ids(miml_dir_candidates(tmp_path / "m"))]
     assert len(set(ids)) == 2, ids
 

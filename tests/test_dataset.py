@@ -98,7 +98,7 @@ def test_build_dataset(folders):
 def test_rerun_overwrites_and_warns(folders, caplog):
     root, pairs, ann, _ = folders
     out = root / "out"
-    (out / "imgs").mkdir(parents=True)
+    build_dataset(ann, out, threshold=0.75, pairs_dir=pairs, progress=False)
     (out / "imgs" / "stale.jpg").write_bytes(b"old")
     (out / "notes.txt").write_text("not ours")
     recs = io.read_jsonl(ann / "annotations.jsonl")

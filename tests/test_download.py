@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from PIL import Image
 from webiml.download import (
     DownloadPolicy,
     ManifestRow,
+    cache_path,
     download,
     fetch_pair,
     read_url_manifest,
@@ -175,6 +178,12 @@ def _part(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
+def _partial(dest: Path, url: str, data: bytes) -> None:
+    """A .part left by an interrupted download of ``url`` (with its record, as download writes it)."""
+    _part(dest).write_bytes(data)
+    dest.with_name(dest.name + ".json").write_text(json.dumps({"url": url, "sha256": None}))
+
+
 def test_success_bytes_identical(srv, tmp_path):
     base, state = srv
     dest = tmp_path / "sub" / "a.png"
@@ -288,7 +297,7 @@ def test_too_large_while_streaming(srv, tmp_path):
 def test_resume_with_range(srv, tmp_path):
     base, state = srv
     dest = tmp_path / "r.png"
-    _part(dest).write_bytes(state.png[:1000])
+    _partial(dest, f"{base}/img.png", state.png[:1000])
     res = download(f"{base}/img.png", dest, FAST)
     assert res.ok and res.attempts == 1
     assert state.ranges("/img.png") == ["bytes=1000-"]
@@ -318,7 +327,7 @@ def test_read_timeout_mid_body_is_resumed(srv, tmp_path):
 def test_resume_against_server_ignoring_range_restarts(srv, tmp_path):
     base, state = srv
     dest = tmp_path / "nr.png"
-    _part(dest).write_bytes(b"X" * 500)
+    _partial(dest, f"{base}/norange.png", b"X" * 500)
     res = download(f"{base}/norange.png", dest, FAST)
     assert res.ok and res.attempts == 1
     assert state.ranges("/norange.png") == ["bytes=500-"]
@@ -329,7 +338,7 @@ def test_resume_against_server_ignoring_range_restarts(srv, tmp_path):
 def test_oversized_part_416_restarts(srv, tmp_path):
     base, state = srv
     dest = tmp_path / "o.png"
-    _part(dest).write_bytes(b"X" * (len(state.png) + 10))
+    _partial(dest, f"{base}/img.png", b"X" * (len(state.png) + 10))
     res = download(f"{base}/img.png", dest, DownloadPolicy(retries=0, backoff=0.01))
     assert res.ok and res.attempts == 2
     assert state.ranges("/img.png") == [f"bytes={len(state.png) + 10}-", None]
@@ -340,13 +349,16 @@ def test_file_url(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(b"not really an image")
     dest = tmp_path / "out" / "copy.bin"
-    res = download(src.as_uri(), dest)
+    res = download(src.as_uri(), dest, DownloadPolicy(file_root=str(tmp_path)))
     assert res.ok and res.attempts == 1 and dest.read_bytes() == b"not really an image"
     assert not _part(dest).exists()
+    # without a root that holds it, a file URL is refused
+    res = download(src.as_uri(), tmp_path / "out" / "no.bin")
+    assert not res.ok and res.reason == "outside-file-root" and not (tmp_path / "out" / "no.bin").exists()
 
 
 def test_missing_file_url_does_not_raise(tmp_path):
-    res = download((tmp_path / "nope.png").as_uri(), tmp_path / "x.png", FAST)
+    res = download((tmp_path / "nope.png").as_uri(), tmp_path / "x.png", replace(FAST, file_root=str(tmp_path)))
     assert not res.ok and res.attempts == 1 and res.path is None
     assert not (tmp_path / "x.png").exists()
 
@@ -469,8 +481,8 @@ def test_fetch_pair_extensions(srv, tmp_path):
     row = ManifestRow("p-1", f"{base}/pic.JPG?size=large", f"{base}/photo")
     forged, authentic = fetch_pair(row, tmp_path, FAST)
     assert forged.ok and authentic.ok
-    assert forged.path == tmp_path / "p-1" / "forged.jpg"
-    assert authentic.path == tmp_path / "p-1" / "authentic.img"
+    assert forged.path == cache_path(row.forged_url, tmp_path) and forged.path.suffix == ".jpg"
+    assert authentic.path == cache_path(row.authentic_url, tmp_path) and authentic.path.suffix == ".img"
     assert forged.path.read_bytes() == state.png == authentic.path.read_bytes()
 
 
@@ -478,5 +490,5 @@ def test_fetch_pair_attempts_both_on_failure(srv, tmp_path):
     base, state = srv
     row = ManifestRow("p2", f"{base}/missing.png", f"{base}/img.png")
     forged, authentic = fetch_pair(row, tmp_path, FAST)
-    assert forged.reason == "http-404" and not (tmp_path / "p2" / "forged.png").exists()
-    assert authentic.ok and (tmp_path / "p2" / "authentic.png").read_bytes() == state.png
+    assert forged.reason == "http-404" and not cache_path(row.forged_url, tmp_path).exists()
+    assert authentic.ok and cache_path(row.authentic_url, tmp_path).read_bytes() == state.png

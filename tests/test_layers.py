@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: lowest first; a module may import its own layer and the layers below
 LAYERS = [
-    ("core", ["io", "geometry", "config", "workspace", "runid", "device", "cache", "figures", "evaluate.metrics"]),
+    ("core", ["io", "paths", "geometry", "config", "workspace", "runid", "device", "cache", "figures", "evaluate.metrics"]),
     ("data", ["photos", "synth", "jitter", "instances", "boxes", "download", "evaluate.prepare", "evaluate.testset", "evaluate.realsets"]),
     ("collect", ["register", "collect", "shard"]),
     ("models", ["models", "caaa", "infer"]),

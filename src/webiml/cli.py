@@ -99,7 +99,7 @@ def _collect(args: argparse.Namespace) -> int:
     given = {"csv": args.csv, "root": args.root, "miml_root": args.root, "noso_root": args.root, "manifest": args.manifest}
     paths.update({k: v for k, v in given.items() if v is not None})  # flags win over paths.collect
     cands = candidates_from(sources, n_pairs=int(params.get("n_pairs", 200)), **paths)
-    policy = DownloadPolicy(timeout=args.timeout, retries=args.retries)
+    policy = DownloadPolicy(timeout=args.timeout, retries=args.retries, deadline=args.deadline, file_root=args.file_root)
     out, audit = _corpus_dirs(args)
     kw = dict(audit=audit, download_policy=policy, overwrite=args.overwrite, progress=not args.quiet)
     if args.shard is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -359,10 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--phash-distance", type=int, help="forged images this close are duplicates (bits; default: params, else 4)")
     c.add_argument("--timeout", type=float, default=15.0, help="url-manifest: seconds per request")
     c.add_argument("--retries", type=int, default=3, help="url-manifest: retries on transient errors")
+    c.add_argument("--deadline", type=float, help="url-manifest: seconds one download may take in all, retries and "
+                                                  "waits included (default: 4 x timeout x (retries + 1))")
+    c.add_argument("--file-root", help="url-manifest: the folder file:// URLs may read from (default: the manifest's folder)")
     c.add_argument("--keep-unmatched", action="store_true",
                    help="keep pairs without feature evidence of shared content (when you trust the pairing); "
                         "their labels are kept only with the label guard's --keep-unmatched")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing collection in OUT")
+    c.add_argument("--overwrite", action="store_true",
+                   help="replace an existing collection in OUT (only what collect wrote there, and in the audit folder)")
     c.add_argument("--shard", metavar="I/N", help="collect only shard I of N (0-based; under torchrun: RANK/WORLD_SIZE); "
                                                   "join the shards with `webiml merge`")
     c.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -13,27 +13,28 @@ Output folder::
 
 Truth (synthetic and NoSo pairs) goes to a separate audit folder: ``audit.jsonl`` and
 ``masks/<id>.png``. Later stages never read it; it exists to measure annotation quality.
+
+Both folders are claimed through :mod:`webiml.paths`: ``overwrite`` removes only the entries
+above that collect wrote, and a same-named entry it did not write stops the run.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import multiprocessing as mp
 import os
-import re
 import resource
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import io
+from . import io, paths
 from .geometry import long_side_size
 from .register import RegisterConfig, Registration, register, transform_error, warp_to
 from .synth import EVIDENT_PAIRS, WebPairConfig
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 SOURCES = ("synthetic", "pairs-csv", "miml-dir", "noso", "url-manifest", "web-pairs")
 #: the pairs file of a real web-pairs folder (the ManTra-Net sample layout: forged/..., original/...)
 WEB_PAIRS_CSV = "samplePairs.csv"
+OWNER = "collect"  # the owner recorded in the marker of the folders collect and merge write
+OUT_ENTRIES = ("pairs", "pairs.jsonl", "rejected.jsonl", "report.json", "shard.json", "downloads")
+AUDIT_ENTRIES = ("audit.jsonl", "masks")
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class Candidate:
     truth_mask: str | None = None
     synthetic_index: int | None = None
     urls: tuple[str, str] | None = None
+    file_root: str | None = None  # url-manifest: file:// URLs must lie here unless the policy names a root
+    refused: tuple[str, str] | None = None  # (reason, detail): a source's verdict, quarantined as is
 
     def paths(self) -> dict:
         d = {"forged": self.forged, "authentic": self.authentic}
@@ -102,49 +108,46 @@ def synthetic_candidates(n_pairs: int) -> Iterator[Candidate]:
         yield Candidate(f"syn-{i:06d}", "synthetic", synthetic_index=i)
 
 
-_ID_RE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _pair_id(prefix: str, name: str) -> str:
-    return f"{prefix}-{_ID_RE.sub('_', name)}"
-
-
 def pairs_csv_candidates(csv_path: str | os.PathLike, root: str | os.PathLike | None = None) -> Iterator[Candidate]:
-    """Rows ``forged,authentic`` (no header, or a header naming those columns); relative paths
-    are resolved against ``root`` (default: the CSV's folder)."""
+    """Rows ``forged,authentic``: no header, or a header whose column names say which is which
+    (:func:`webiml.download.read_pair_table`); relative paths are resolved against ``root``
+    (default: the CSV's folder)."""
+    from .download import read_pair_table
+
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"pairs CSV not found: {csv_path}")
     base = Path(root) if root is not None else csv_path.parent
-    first = True
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        for lineno, row in enumerate(csv.reader(f), 1):
-            row = [c.strip() for c in row]
-            if not row or not any(row) or row[0].startswith("#"):
-                continue
-            if first and row[0].lower() in ("forged", "forged_path", "fake", "tampered"):
-                first = False
-                continue
-            first = False
-            if len(row) < 2 or not row[0] or not row[1]:
-                raise ValueError(f"{csv_path}, line {lineno}: expected 'forged,authentic', got {row!r}")
-            forged, authentic = (str(p if Path(p).is_absolute() else base / p) for p in row[:2])
-            yield Candidate(_pair_id("csv", Path(row[0]).stem), "pairs-csv", forged, authentic)
+    for _, forged, authentic, _ in read_pair_table(csv_path, "path"):
+        f, a = (str(p if Path(p).is_absolute() else base / p) for p in (forged, authentic))
+        yield Candidate(paths.make_id("csv", Path(forged).stem), "pairs-csv", f, a)
+
+
+def _the_file(files: list[Path], what: str) -> tuple[Path | None, tuple[str, str] | None]:
+    """The one image among ``files`` (same stem), or the reason there is none to pick."""
+    images = [f for f in files if f.suffix.lower() in io.IMAGE_SUFFIXES] or files
+    if len(images) > 1:
+        names = " and ".join(f.name for f in sorted(images))
+        return None, ("ambiguous-file", f"{names}: which is the {what} image? keep one")
+    return (images[0] if images else None), None
 
 
 def miml_dir_candidates(root: str | os.PathLike) -> Iterator[Candidate]:
-    """MIML layout: ``<root>/<id>/0.*`` authentic, ``<root>/<id>/1.*`` forged."""
+    """MIML layout: ``<root>/<id>/0.*`` authentic, ``<root>/<id>/1.*`` forged. A pair folder with
+    two candidates for one side (``1.png`` and ``1.jpg``) is quarantined (``ambiguous-file``); a
+    root where no folder holds a ``0.*`` or ``1.*`` file is not a MIML folder (``ValueError``)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"MIML folder not found: {root}")
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = {f.stem: f for f in d.iterdir() if f.is_file()}
-        yield Candidate(
-            _pair_id("miml", d.name),
-            "miml-dir",
-            str(files.get("1", d / "1.jpg")),
-            str(files.get("0", d / "0.jpg")),
-        )
+    folders = [(d, [f for f in d.iterdir() if f.is_file()]) for d in sorted(p for p in root.iterdir() if p.is_dir())]
+    if not any(f.stem in ("0", "1") for _, files in folders for f in files):
+        raise ValueError(f"{root} is not a MIML folder: no <id>/0.* (authentic) or <id>/1.* (forged) files "
+                         f"in its {len(folders)} subfolder(s)")
+    for d, files in folders:
+        forged, f_bad = _the_file([f for f in files if f.stem == "1"], "forged")
+        authentic, a_bad = _the_file([f for f in files if f.stem == "0"], "authentic")
+        yield Candidate(paths.make_id("miml", d.name), "miml-dir", str(forged or d / "1.jpg"),
+                        str(authentic or d / "0.jpg"), refused=f_bad or a_bad)
 
 
 def noso_candidates(root: str | os.PathLike) -> Iterator[Candidate]:
@@ -156,9 +159,10 @@ def noso_candidates(root: str | os.PathLike) -> Iterator[Candidate]:
         if forged.stem.endswith("_gt"):
             continue
         nn = forged.stem.split("_mod")[0]
-        auth = next((p for p in sorted(root.glob(f"{nn}.*")) if p.suffix.lower() in io.IMAGE_SUFFIXES), root / f"{nn}.png")
+        auth, bad = _the_file([p for p in sorted(root.glob(f"{nn}.*")) if p.suffix.lower() in io.IMAGE_SUFFIXES], "authentic")
         gt = forged.with_name(forged.stem + "_gt.png")
-        yield Candidate(_pair_id("noso", forged.stem), "noso", str(forged), str(auth), str(gt) if gt.exists() else None)
+        yield Candidate(paths.make_id("noso", forged.stem), "noso", str(forged), str(auth or root / f"{nn}.png"),
+                        str(gt) if gt.exists() else None, refused=bad)
 
 
 def coverage_candidates(root: str | os.PathLike, truth: dict[str, str | os.PathLike] | None = None) -> Iterator[Candidate]:
@@ -172,7 +176,7 @@ def coverage_candidates(root: str | os.PathLike, truth: dict[str, str | os.PathL
     for f in forged:
         n = f.stem[:-1]
         gt = truth.get(f.stem) if truth is not None else (root / "mask" / f"{n}forged.tif")
-        yield Candidate(_pair_id("coverage", n), "coverage", str(f), str(root / "image" / f"{n}.tif"),
+        yield Candidate(paths.make_id("coverage", n), "coverage", str(f), str(root / "image" / f"{n}.tif"),
                         str(gt) if gt is not None and Path(gt).exists() else None)
 
 
@@ -184,14 +188,18 @@ def web_pairs_candidates(folder: str | os.PathLike) -> Iterator[Candidate]:
         log.warning("web pairs skipped: %s is absent or empty", folder)
         return
     for c in pairs_csv_candidates(folder / WEB_PAIRS_CSV, folder):
-        yield dataclasses.replace(c, id=_pair_id("web", Path(c.forged).stem), source="web-pairs")
+        yield dataclasses.replace(c, id=paths.make_id("web", Path(c.forged).stem), source="web-pairs")
 
 
 def url_manifest_candidates(manifest: str | os.PathLike) -> Iterator[Candidate]:
+    """The rows of a URL manifest (:func:`webiml.download.read_url_manifest`); ``file://`` URLs
+    are read from the manifest's folder unless the download policy names another root."""
     from .download import read_url_manifest
 
-    for row in read_url_manifest(Path(manifest)):
-        yield Candidate(_pair_id("url", row.id), "url-manifest", urls=(row.forged_url, row.authentic_url))
+    manifest = Path(manifest)
+    for row in read_url_manifest(manifest):
+        yield Candidate(paths.make_id("url", row.id), "url-manifest", urls=(row.forged_url, row.authentic_url),
+                        file_root=str(manifest.parent))
 
 
 def unique_ids(candidates: Iterable[Candidate]) -> Iterator[Candidate]:
@@ -303,6 +311,8 @@ def _load_sides(c: Candidate) -> tuple[_Side, _Side, dict | None]:
     """Decode both sides (generating or downloading them first when needed)."""
     cfg: CollectConfig = _W["cfg"]
     truth = None
+    if c.refused is not None:
+        raise io.Rejected(*c.refused)
     if c.synthetic_index is not None:
         from .synth import make_web_pair
 
@@ -313,8 +323,11 @@ def _load_sides(c: Candidate) -> tuple[_Side, _Side, dict | None]:
     if c.urls is not None:
         from .download import ManifestRow, fetch_pair
 
+        policy = _W["policy"]
+        if policy.file_root is None and c.file_root is not None:
+            policy = dataclasses.replace(policy, file_root=c.file_root)
         row = ManifestRow(c.id, *c.urls)
-        rf, ra = fetch_pair(row, _W["out"] / "downloads", _W["policy"])
+        rf, ra = fetch_pair(row, _W["out"] / "downloads", policy)
         for side, r in (("forged", rf), ("authentic", ra)):
             if not r.ok:
                 raise io.Rejected(f"download-{r.reason}", r.detail, r.url)
@@ -334,6 +347,16 @@ def _load_sides(c: Candidate) -> tuple[_Side, _Side, dict | None]:
 
 def process_candidate(c: Candidate) -> dict:
     """Decode, validate, register and store one pair (runs in a worker)."""
+    try:
+        return _process(c)
+    finally:
+        if c.urls is not None:  # copies of file:// URLs: read (and stored, if accepted) by now
+            from .download import LOCAL
+
+            shutil.rmtree(_W["out"] / "downloads" / LOCAL / c.id, ignore_errors=True)
+
+
+def _process(c: Candidate) -> dict:
     t0 = time.perf_counter()
     cfg: CollectConfig = _W["cfg"]
     try:
@@ -418,17 +441,7 @@ def collect(
     from tqdm import tqdm
 
     out = Path(out)
-    if (out / "pairs.jsonl").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a collection; pass overwrite=True (--overwrite) to replace it")
-    if overwrite:
-        for sub in ("pairs",):
-            if (out / sub).exists():
-                shutil.rmtree(out / sub)
-        if audit is not None and Path(audit).exists():
-            shutil.rmtree(audit)
-    out.mkdir(parents=True, exist_ok=True)
-    if audit is not None:
-        Path(audit).mkdir(parents=True, exist_ok=True)
+    claim_corpus(out, audit, overwrite)
     if download_policy is None:
         from .download import DownloadPolicy
 
@@ -509,6 +522,21 @@ def collect(
     }
     io.write_json(out / "report.json", report)
     return report
+
+
+def claim_corpus(out: Path, audit: str | os.PathLike | None, overwrite: bool) -> None:
+    """Make ``out`` and ``audit`` ready for a pair corpus (:func:`webiml.paths.claim`): refuse an
+    existing collection unless ``overwrite``, then remove what collect wrote there before (the
+    download cache stays: it is checked per URL)."""
+    if os.path.lexists(out / "pairs.jsonl") and not overwrite:
+        raise FileExistsError(f"{out} already holds a collection; pass overwrite=True (--overwrite) to replace it")
+    folders = {out: OUT_ENTRIES}
+    if audit is not None:  # may be OUT itself
+        folders[Path(audit)] = folders.get(Path(audit), ()) + AUDIT_ENTRIES
+    paths.claim(OWNER, folders)
+    if overwrite:
+        for folder, names in folders.items():
+            paths.remove(folder, OWNER, [n for n in names if n != "downloads"])
 
 
 class _Null:

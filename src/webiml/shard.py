@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from . import io
-from .collect import Candidate, CollectConfig, _find_duplicate, _same_forgery, collect, unique_ids
+from . import io, paths
+from .collect import Candidate, CollectConfig, _find_duplicate, _same_forgery, claim_corpus, collect, unique_ids
 
 SHARD_FILE = "shard.json"
 
@@ -58,16 +58,73 @@ def collect_shard(candidates: Iterable[Candidate], out: str | os.PathLike, cfg: 
     return report
 
 
+def _read_shard(s: Path) -> tuple[dict, list[dict], list[dict], dict[str, tuple[Path, dict]]]:
+    """A shard folder's ``shard.json``, accepted and rejected records and truth (id -> (truth
+    folder, record)), every id and path in them checked (:mod:`webiml.paths`): a shard is data
+    from another machine, and names nothing outside its folders. ``ValueError`` names the flaw."""
+    if not (s / SHARD_FILE).is_file():
+        raise FileNotFoundError(f"{s}: no {SHARD_FILE}; is it a folder written by `webiml collect --shard I/N`?")
+    try:
+        m = json.loads((s / SHARD_FILE).read_text())
+        order = m["order"]
+        if not (isinstance(m["index"], int) and isinstance(m["count"], int) and isinstance(order, dict)
+                and all(isinstance(v, int) for v in order.values())):
+            raise TypeError("index, count and order's positions must be integers")
+        for pid in order:
+            paths.check_id(pid, "shard id")
+        accepted = io.read_jsonl(s / "pairs.jsonl")
+        rejected = io.read_jsonl(s / "rejected.jsonl")
+        for r in accepted:
+            pid = paths.check_id(r["id"], "pair id")
+            rec = io.PairRecord.from_dict(r)  # every field there, no other
+            if not (rec.flags and isinstance(rec.flags[0], str) and isinstance(rec.source, str)):
+                raise TypeError(f"{pid}: flags must start with the registration status")
+            int(rec.phash, 16)
+            for key in ("forged", "authentic", "authentic_registered", "overlap"):
+                if r.get(key) is not None:
+                    rel = paths.check_relpath(r[key], f"{pid}'s {key} path")
+                    if Path(rel).parts[:2] != ("pairs", pid):
+                        raise paths.UnsafePath(f"{pid}'s {key} path {rel!r} is not in pairs/{pid}/")
+            _check_pair_folder(s, pid)
+        for r in rejected:
+            if not all(isinstance(r[k], str) for k in ("id", "source", "reason")):
+                raise TypeError(f"rejection {r!r}: id, source and reason must be strings")
+        for r in accepted + rejected:
+            if r["id"] not in order:
+                raise KeyError(f"id {r['id']!r} has no position in {SHARD_FILE}")
+        truth: dict[str, tuple[Path, dict]] = {}
+        if m["audit"] is not None:
+            # the truth folder beside the shard's (collect_shard writes it relative, often ../x-audit)
+            if not isinstance(m["audit"], str) or Path(m["audit"]).is_absolute():
+                raise paths.UnsafePath(f"audit folder {m['audit']!r} is not a relative path")
+            folder = s / m["audit"]
+            for r in io.read_jsonl(folder / "audit.jsonl"):
+                pid = paths.check_id(r["id"], "truth id")
+                if r["mask"] != f"masks/{pid}.png":
+                    raise paths.UnsafePath(f"{pid}'s truth mask {r['mask']!r} is not masks/{pid}.png")
+                paths.inside(folder, r["mask"], f"{pid}'s truth mask")
+                truth[pid] = (folder, r)
+    except (ValueError, TypeError, KeyError) as e:  # UnsafePath is a ValueError
+        raise ValueError(f"{s}: not a shard written by `webiml collect --shard I/N` ({type(e).__name__}: {e})") from None
+    return m, accepted, rejected, truth
+
+
+def _check_pair_folder(s: Path, pid: str) -> None:
+    """A pair folder of a shard holds regular files only, all inside the shard (no symlinks)."""
+    folder = paths.inside(s, f"pairs/{pid}", f"{pid}'s folder")
+    for f in folder.rglob("*"):
+        if f.is_symlink() or not (f.is_file() or f.is_dir()):
+            raise paths.UnsafePath(f"{f} is a link or not a regular file")
+
+
 def merge(shards: Iterable[str | os.PathLike], out: str | os.PathLike, audit: str | os.PathLike | None = None,
           overwrite: bool = False) -> dict:
     """Join shard folders (written by :func:`collect_shard`) into one corpus in ``out`` (truth into
-    ``audit``); the shards are read, never changed. Returns (and writes) the report."""
+    ``audit``); the shards are read, never changed, and every id and path in them is checked
+    first. Returns (and writes) the report."""
     shards = [Path(s) for s in shards]
-    meta = []
-    for s in shards:
-        if not (s / SHARD_FILE).is_file():
-            raise FileNotFoundError(f"{s}: no {SHARD_FILE}; is it a folder written by `webiml collect --shard I/N`?")
-        meta.append(json.loads((s / SHARD_FILE).read_text()))
+    read = [_read_shard(s) for s in shards]
+    meta = [m for m, *_ in read]
     counts = {m["count"] for m in meta}
     have = sorted(m["index"] for m in meta)
     if len(counts) != 1 or have != list(range(counts.pop())):
@@ -77,21 +134,19 @@ def merge(shards: Iterable[str | os.PathLike], out: str | os.PathLike, audit: st
         raise ValueError(f"shards were collected with different duplicate rules: {sorted(rules)}")
     distance, max_diff = rules.pop()
     out = Path(out)
-    if (out / "pairs.jsonl").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a collection; pass overwrite=True (--overwrite) to replace it")
-    for p in (out / "pairs", Path(audit) if audit is not None else None):
-        if p is not None and p.exists() and overwrite:
-            shutil.rmtree(p)
+    for s in shards:
+        for p in (out, Path(audit) if audit is not None else None):
+            if p is not None and (_within(p, s) or _within(s, p)):
+                raise ValueError(f"{p} overlaps the shard {s}: merge into another folder (shards are only read)")
+    claim_corpus(out, audit, overwrite)
     (out / "pairs").mkdir(parents=True, exist_ok=True)
 
     accepted, rejected, truth = [], [], {}
-    for s, m in zip(shards, meta):
+    for s, (m, acc, rej, tru) in zip(shards, read):
         pos = m["order"]
-        accepted += [(pos[r["id"]], s, r) for r in io.read_jsonl(s / "pairs.jsonl")]
-        rejected += [(pos[r["id"]], r) for r in io.read_jsonl(s / "rejected.jsonl")]
-        if m["audit"] is not None:
-            folder = s / m["audit"]
-            truth.update({r["id"]: (folder, r) for r in io.read_jsonl(folder / "audit.jsonl")})
+        accepted += [(pos[r["id"]], s, r) for r in acc]
+        rejected += [(pos[r["id"]], r) for r in rej]
+        truth.update(tru)
     accepted.sort(key=lambda t: t[0])
 
     hashes: list[int] = []
@@ -126,7 +181,7 @@ def merge(shards: Iterable[str | os.PathLike], out: str | os.PathLike, audit: st
             for r in kept:
                 if r["id"] in truth:
                     src, rec = truth[r["id"]]
-                    shutil.copy2(src / rec["mask"], audit / rec["mask"])
+                    shutil.copy2(src / rec["mask"], audit / "masks" / f"{r['id']}.png")
                     w.write(rec)
 
     per_source: dict[str, Counter] = {}
@@ -147,3 +202,8 @@ def merge(shards: Iterable[str | os.PathLike], out: str | os.PathLike, audit: st
     }
     io.write_json(out / "report.json", report)
     return report
+
+
+def _within(p: Path, parent: Path) -> bool:
+    p, parent = p.resolve(), parent.resolve()
+    return p == parent or parent in p.parents

@@ -47,7 +47,7 @@ from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
-from .. import io
+from .. import io, paths
 from . import guard as label_guard
 from .guard import GuardConfig, mask_fraction, verdict
 from .methods import METHODS
@@ -62,7 +62,8 @@ META = "meta.json"
 REPORT = "report.json"
 MASKS = "masks"
 DIST_TIMEOUT = timedelta(hours=24)  # ranks wait at the final barrier for the slowest shard
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+OWNER = "annotate"
+_OWNED = (ANNOTATIONS, REJECTED, META, REPORT, MASKS)  # claimed in out (rank files are named per run)
 
 
 # ------------------------------------------------------------------------------------ types
@@ -185,8 +186,19 @@ def build_method(name: str, models_dir: str | Path = "models/annotators", device
 
 
 def load_pair(pairs_dir: Path, rec: io.PairRecord) -> PairInputs:
-    """Decode one pair of a collection folder; raises :class:`io.Rejected` when it cannot."""
+    """Decode one pair of a collection folder; raises :class:`io.Rejected` when it cannot (also
+    for an id that is no safe file name, or a path that leaves the folder)."""
     pairs_dir = Path(pairs_dir)
+    try:
+        paths.check_id(rec.id)
+    except paths.UnsafePath as e:
+        raise io.Rejected("bad-id", str(e)) from None
+    for key in ("forged", "authentic", "authentic_registered", "overlap"):
+        if getattr(rec, key) is not None:
+            try:
+                paths.check_relpath(getattr(rec, key), f"{key} path")
+            except paths.UnsafePath as e:
+                raise io.Rejected("unsafe-path", str(e)) from None
     forged, _ = io.read_image(pairs_dir / rec.forged)
     authentic, _ = io.read_image(pairs_dir / rec.authentic)
     h, w = forged.shape[:2]
@@ -345,10 +357,8 @@ def _clean(out: Path, rank: int, world_size: int) -> None:
         k = int(p.name.split(".rank")[1].split(".")[0])
         if k >= world_size or world_size == 1:
             p.unlink(missing_ok=True)
-    if world_size == 1 and (out / MASKS).is_dir():
-        import shutil
-
-        shutil.rmtree(out / MASKS)
+    if world_size == 1:
+        paths.remove(out, OWNER, [MASKS])
 
 
 def _check_meta(out: Path, pairs_dir: Path, method: str) -> None:
@@ -451,7 +461,7 @@ def annotate_corpus(
         raise ValueError("limit must be >= 0")
     _manifest_path(pairs_dir)
     name = str(annotator.name)
-    out.mkdir(parents=True, exist_ok=True)
+    paths.claim(OWNER, {out: _OWNED})
     if resume:
         _check_meta(out, pairs_dir, name)
     else:
@@ -526,8 +536,6 @@ def annotate_corpus(
                 continue
             done.add(rec.id)  # a repeated id is annotated once
             try:
-                if not _SAFE_ID.match(rec.id):
-                    raise io.Rejected("bad-id", f"id {rec.id!r} is not a safe file name")
                 pair = load_pair(pairs_dir, rec)
             except io.Rejected as e:
                 rej_f.write(json.dumps({"id": rec.id, "forged": rec.forged, "reason": e.reason,

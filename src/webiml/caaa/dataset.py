@@ -1,7 +1,8 @@
 """Turn an annotation folder into a training set: keep the annotations whose QES passes and that
 the label guard (:mod:`webiml.caaa.guard`) does not refuse.
 
-Output folder (files and folders this stage owns; anything else in ``out`` is left alone)::
+Output folder (files and folders this stage owns, recorded in its :mod:`webiml.paths` marker;
+anything else in ``out`` is left alone, and a same-named entry the stage did not write stops it)::
 
     imgs/<id><ext>    the forged image, copied byte for byte
     masks/<id>.png    the soft mask binarised (p > 0.5) as a 0/255 PNG
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import io
+from .. import io, paths
 from ..io import read_soft_mask
 from . import guard as label_guard
 from .annotate import iter_jsonl
@@ -39,6 +40,7 @@ HIST_BINS = 20
 QES_TOLERANCE = 1e-3
 _OWNED_DIRS = ("imgs", "masks")
 _OWNED_FILES = ("index.json", "kept.jsonl", "dropped.jsonl", "report.json")
+OWNER = "build-dataset"
 
 
 def _oriented_size(path: Path) -> tuple[int, int]:
@@ -70,11 +72,9 @@ def _check_out(out: Path, inputs: list[Path]) -> None:
 
 
 def _clear_owned(out: Path) -> None:
-    for d in _OWNED_DIRS:
-        if (out / d).is_dir():
-            shutil.rmtree(out / d)
-    for f in _OWNED_FILES:
-        (out / f).unlink(missing_ok=True)
+    owned = _OWNED_DIRS + _OWNED_FILES
+    paths.claim(OWNER, {out: owned})
+    paths.remove(out, OWNER, owned)
 
 
 def _registration_status(pairs_dir: Path) -> dict[str, str]:
@@ -85,10 +85,6 @@ def _registration_status(pairs_dir: Path) -> dict[str, str]:
         if isinstance(flags, list) and flags and isinstance(flags[0], str):
             out.setdefault(obj["id"], flags[0])
     return out
-
-
-def _safe_id(pid: object) -> bool:
-    return isinstance(pid, str) and pid not in ("", ".", "..") and "/" not in pid and "\\" not in pid
 
 
 def build_dataset(
@@ -132,7 +128,6 @@ def build_dataset(
     records = io.read_jsonl(ann / "annotations.jsonl")
     status = _registration_status(pairs_dir)
 
-    out.mkdir(parents=True, exist_ok=True)
     _clear_owned(out)
     (out / "imgs").mkdir()
     (out / "masks").mkdir()
@@ -156,17 +151,28 @@ def build_dataset(
 
         for rec in tqdm(records, desc="dataset", unit="pair", disable=not progress, mininterval=1.0):
             pid = rec.get("id")
-            if not _safe_id(pid) or pid in seen:
-                drop(rec, "bad-id" if not _safe_id(pid) else "duplicate-id", detail=repr(pid))
+            try:
+                paths.check_id(pid)
+            except paths.UnsafePath as e:
+                drop(rec, "bad-id", detail=str(e))
+                continue
+            if pid in seen:
+                drop(rec, "duplicate-id", detail=repr(pid))
                 continue
             seen.add(pid)
             try:
-                mask = read_soft_mask(ann / rec.get("mask", f"masks/{pid}.png"))
+                mask_rel = paths.check_relpath(rec.get("mask", f"masks/{pid}.png"), "mask path")
+                forged_rel = paths.check_relpath(rec["forged"], "forged path") if rec.get("forged") else ""
+            except paths.UnsafePath as e:
+                drop(rec, "unsafe-path", detail=str(e))
+                continue
+            try:
+                mask = read_soft_mask(ann / mask_rel)
             except io.Rejected as e:
                 drop(rec, "missing-mask" if e.reason == "missing-file" else "bad-mask", detail=str(e))
                 continue
-            forged = pairs_dir / rec.get("forged", "")
-            if not rec.get("forged") or not forged.is_file():
+            forged = pairs_dir / forged_rel
+            if not forged_rel or not forged.is_file():
                 drop(rec, "missing-image", detail=str(forged))
                 continue
             try:
