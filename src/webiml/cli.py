@@ -285,7 +285,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 def _prepare_dataset(args: argparse.Namespace) -> int:
     from .evaluate.prepare import prepare_dataset
 
-    r = prepare_dataset(args.name, args.raw_dir, args.out, include_authentic=not args.no_authentic)
+    r = prepare_dataset(args.name, args.raw_dir, args.out, include_authentic=not args.no_authentic, split=args.split)
     print(json.dumps({k: v for k, v in r.items() if not isinstance(v, list)}, indent=1))
     print(f"index: {Path(args.out) / 'index.json'}")
     return 0
@@ -449,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("raw_dir")
     pd.add_argument("--out", required=True)
     pd.add_argument("--no-authentic", action="store_true", help="leave authentic images out of the index")
+    pd.add_argument("--split", choices=("train", "val", "test"),
+                    help="keep one part of the repository's leak-free split (nist16: from either of its layouts)")
     pd.set_defaults(func=_prepare_dataset)
 
     ps = sub.add_parser("pseudo-masks", help="your boxes -> a teacher's pseudo-masks (BoxPromptIML), as a BenCo dataset")
