@@ -225,6 +225,10 @@ def test_smoke_dag(smoke_workspace):
     assert md == render(doc)
     assert all(f"[C{i}]" in md for i in range(1, 9))
     assert doc["verdicts"]["C1"]["synthetic"] == "not decided at this size"  # one seed decides no model claim
+    assert "## Every model beside the trivial answers" in md and "*all-forged*" in md
+    assert "*all-forged (trivial)*" in (ws / "reports/benchmark/synthetic.md").read_text()
+    assert {"all-forged", "empty"} <= set(bench["synthetic"])
+    _check_real_data(ws, bench, doc)
     print(f"smoke DAG: {seconds:.1f} s")
 
     t1 = time.perf_counter()
@@ -250,6 +254,28 @@ def test_a_param_change_reruns_only_the_stages_that_read_it(smoke_workspace, tmp
     changed = dvc(ws, "repro")
     assert "Running stage 'filter'" in changed.stdout
     assert not any(f"Running stage '{s}'" in changed.stdout for s in ("collect", "train_annotators", "annotate", "train_boxprompt"))
+
+
+def _check_real_data(ws: Path, bench: dict, doc: dict) -> None:
+    """The real sets through the smoke DAG when ../shared is there (a few images each), skipped cleanly when not."""
+    real = json.loads((ws / "reports/metrics/real_data.json").read_text())
+    if not (ROOT / "../shared/data/nist16").is_dir():
+        assert real["nist16"] is None and "nist16" not in bench and "real (pooled)" not in doc["verdicts"]["C1"]
+        return
+    n = load_params(ws / "params.yaml")["real_data"]["max_images"]
+    assert {p: r["n_images"] for p, r in real["nist16"].items()} == {"train": n, "val": n, "test": n}
+    for ds in ("nist16", "coverage"):
+        assert {"all-forged", "empty", "webiml"} <= set(bench[ds]), ds
+        assert bench[ds]["all-forged"]["pixel_recall"] == 1.0 and bench[ds]["empty"]["pixel_f1"] == 0.0
+        assert ds in doc["verdicts"]["C1"]
+    assert "real (pooled)" in doc["verdicts"]["C1"] and "coverage pairs" in doc["verdicts"]["C3"]
+    # the trainers drew NIST16 train samples
+    mix = json.loads((ws / "models/webiml/webiml/seed0/train.json").read_text())["mixture"]
+    assert mix["real"]["n"] == n and mix["real"]["share"] > 0
+    assert json.loads((ws / "reports/metrics/train_boxprompt.json").read_text())["pseudo_masks"]["n_by_source"]["real"] == n
+    check = json.loads((ws / "reports/metrics/check_real.json").read_text())
+    assert set(check["coverage"]["quality"]) == {"caaa", "unified", "naive"} and check["coverage"]["n_pairs"] == n
+    assert (ws / "reports/real_pairs/coverage.jsonl").is_file() and (ws / "reports/benchmark/datasets.md").is_file()
 
 
 def params_variants(ws: Path) -> list[str]:
