@@ -20,6 +20,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import DataError, UserError
+
 DEFAULT_MAX_PIXELS = 64_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 NEGATIVE = "Negative"
@@ -37,7 +39,7 @@ REASONS = (
 )
 
 
-class Rejected(Exception):
+class Rejected(UserError):
     """An input that cannot be used; ``reason`` is one of :data:`REASONS` (or a stage's own)."""
 
     def __init__(self, reason: str, detail: str = "", path: str | os.PathLike | None = None):
@@ -311,7 +313,7 @@ def read_benco_index(path: str | os.PathLike) -> list[tuple[Path, Path | None]]:
     then moved or pulled into another checkout) is read from there, with a warning.
     """
     path = Path(path)
-    entries = json.loads(path.read_text())
+    entries = read_json(path)
     if not isinstance(entries, list):
         raise ValueError(f"{path}: a BenCo index is a JSON list of [image, mask] pairs")
     out: list[tuple[Path, Path | None]] = []
@@ -473,16 +475,35 @@ class PairRecord:
         return cls(**d)
 
 
+def parse_json(text: str | bytes, where: str | os.PathLike) -> Any:
+    """``json.loads(text)``; text that is not UTF-8 JSON raises :class:`DataError` naming ``where``."""
+    try:
+        return json.loads(text)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file; one that is not UTF-8 JSON raises :class:`DataError` naming it."""
+    return parse_json(Path(path).read_bytes(), path)
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The objects of a JSON-lines file (none when it is absent); a bad line raises
+    :class:`DataError` naming the file and the line."""
     path = Path(path)
     if not path.exists():
         return []
     out = []
-    with open(path) as f:
-        for line in f:
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
             line = line.strip()
             if line:
-                out.append(json.loads(line))
+                out.append(parse_json(line, f"{path}, line {lineno}"))
     return out
 
 
