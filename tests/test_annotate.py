@@ -461,13 +461,13 @@ def test_torchrun_sharded_equals_unsharded(pairs, reference, tmp_path, entry):
 # -------------------------------------------------------------------------------------- CLI
 
 
-def test_main_in_process_with_factory_and_options(pairs, reference, tmp_path, monkeypatch, capsys):
+def test_main_in_process_with_options(pairs, reference, tmp_path, monkeypatch, capsys):
     ref, _ = reference
     for k in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)
     assert distributed_context() == (0, 1)
     out = tmp_path / "ann"
-    assert main(["--pairs", str(pairs), "--out", str(out), "--annotator", "webiml.caaa.annotate:NaiveAnnotator",
+    assert main(["--pairs", str(pairs), "--out", str(out), "--annotator", "naive",
                  "--option", "sigma=2.0", "--batch-size", "4", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n_annotated"] == len(VALID_IDS)
     _assert_same(out, ref)
@@ -477,6 +477,8 @@ def test_main_in_process_with_factory_and_options(pairs, reference, tmp_path, mo
     assert build_annotator("naive", scale=0.5).scale == 0.5
     with pytest.raises(ValueError, match="unknown annotator"):
         build_annotator("nope")
+    with pytest.raises(ValueError, match="unknown annotator"):  # code is never imported by a name given at run time
+        build_annotator("subprocess:Popen", args=["true"])
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert distributed_context() == (1, 4)
