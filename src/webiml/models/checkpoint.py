@@ -2,7 +2,7 @@
 
 A checkpoint is data, never code: it is read with ``torch.load(..., weights_only=True)`` (tensors,
 numbers, strings, lists, tuples and dicts only), and the model and config classes it names are
-looked up by name in :data:`MODEL_CLASSES`, the allow-list of the project's models; nothing named
+looked up by name in :func:`model_classes`, the allow-list of the project's models; nothing named
 in a file is ever imported. Checkpoints keep naming their classes ``"module:Qualname"`` (as they
 always have); the ``Qualname`` is what is looked up. A checkpoint that only loads by running its
 pickle (written by other code) can be re-saved as data with ``webiml convert-checkpoint``, the one
