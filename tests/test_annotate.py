@@ -306,7 +306,7 @@ def test_truncated_line_missing_mask_and_orphan_mask(pairs, reference, tmp_path)
 
 
 class Slow(NaiveAnnotator):
-    """For the kill -9 test (imported by a subprocess as ``test_annotate:Slow``)."""
+    """For the kill -9 test (run by a subprocess that imports it)."""
 
     def annotate_batch(self, batch):
         import time
@@ -323,8 +323,9 @@ def test_kill_9_mid_run_then_resume(pairs, reference, tmp_path):
     out = tmp_path / "ann"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     env.pop("RANK", None), env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "webiml.caaa.annotate", "--pairs", str(pairs), "--out", str(out),
-           "--annotator", "test_annotate:Slow", "--batch-size", "1", "--no-progress"]
+    run = ("import sys; from test_annotate import Slow; from webiml.caaa.annotate import annotate_corpus; "
+           "annotate_corpus(sys.argv[1], Slow(), sys.argv[2], batch_size=1, progress=False)")
+    cmd = [sys.executable, "-c", run, str(pairs), str(out)]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60

@@ -5,8 +5,8 @@ and writes nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +134,7 @@ def test_a_checkpoint_written_as_before_loads_and_predicts_the_same(tmp_path):
     names, config as a dict) loads as data and gives the model's own predictions."""
     model = _tiny_webiml()
     old = tmp_path / "old.pt"
-    torch.save({"class": "webiml.models.webiml:WebIML", "config": __import__("dataclasses").asdict(model.cfg),
+    torch.save({"class": "webiml.models.webiml:WebIML", "config": dataclasses.asdict(model.cfg),
                 "config_class": "webiml.models.webiml:WebIMLConfig", "state_dict": model.state_dict(),
                 "extra": {"input_size": 64, "training": {"steps": 1, "mixture": {"web": {"n": 0, "share": 0.0}}}}}, old)
     new = tmp_path / "new.pt"

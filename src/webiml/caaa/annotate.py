@@ -571,7 +571,7 @@ def merge_shards(out: Path, world_size: int) -> dict:
     wins; a rejection is dropped when the pair has an annotation), remove the rank files and the
     masks no record refers to, and write ``report.json``. Idempotent."""
     out = Path(out)
-    meta = json.loads((out / META).read_text())
+    meta = io.read_json(out / META)
     pairs_dir = Path(meta["pairs_dir"])
     order = _manifest_order(pairs_dir)
 
