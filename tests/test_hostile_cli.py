@@ -179,6 +179,30 @@ def test_convert_checkpoint_warns_that_it_runs_the_pickle():
     assert "RUNS" in sub.choices["convert-checkpoint"].description and "trust" in sub.choices["convert-checkpoint"].description
 
 
+def test_a_training_state_loads_as_data(tmp_path):
+    """What ``last.pt`` holds (optimiser, schedule, fp16 gradient scaler, history, config) round-trips
+    through ``weights_only=True``."""
+    from webiml.models.checkpoint import read_state, save_state
+    from webiml.train import TrainConfig
+
+    model = TinyNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5)
+    scaler = torch.amp.GradScaler("cpu", enabled=True)
+    model(torch.rand(1, 3, 8, 8))["logits"].mean().backward()
+    opt.step(), sched.step()
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+             "step": 1, "history": [{"step": 1, "loss": 0.5, "np": np.float32(0.25)}], "seconds": 0.1,
+             "config": dataclasses.asdict(TrainConfig())}
+    save_state(tmp_path / "last.pt", state)
+    back = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert back["config"] == dataclasses.asdict(TrainConfig()) and back["history"][0]["np"] == 0.25
+    opt2 = torch.optim.AdamW(TinyNet().parameters(), lr=0.1)
+    opt2.load_state_dict(read_state(tmp_path / "last.pt")["optimizer"])
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    torch.amp.GradScaler("cpu", enabled=True).load_state_dict(back["scaler"])
+
+
 def _tiny_mixture():
     from webiml.train import Mixture
 

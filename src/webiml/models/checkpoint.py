@@ -50,7 +50,7 @@ def model_classes() -> dict[str, tuple[type, type]]:
 
     pairs = ((WebIML, WebIMLConfig), (BoxPromptStudent, BoxPromptConfig), (PairClassifier, ClassifierConfig),
              (DASS, DASSConfig), (CorrDINO, CorrConfig))
-    return {**{m.__qualname__: (m, c) for m, c in pairs}, **_REGISTERED}
+    return {**_REGISTERED, **{m.__qualname__: (m, c) for m, c in pairs}}  # a registered class never replaces ours
 
 
 def _spec(cls: type) -> str:
