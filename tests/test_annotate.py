@@ -307,7 +307,7 @@ def test_truncated_line_missing_mask_and_orphan_mask(pairs, reference, tmp_path)
 
 
 class Slow(NaiveAnnotator):
-    """For the kill -9 test (imported by a subprocess as ``test_annotate:Slow``)."""
+    """For the kill -9 test (run by a subprocess that imports it)."""
 
     def annotate_batch(self, batch):
         import time
@@ -324,8 +324,9 @@ def test_kill_9_mid_run_then_resume(pairs, reference, tmp_path):
     out = tmp_path / "ann"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
     env.pop("RANK", None), env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "webiml.caaa.annotate", "--pairs", str(pairs), "--out", str(out),
-           "--annotator", "test_annotate:Slow", "--batch-size", "1", "--no-progress"]
+    run = ("import sys; from test_annotate import Slow; from webiml.caaa.annotate import annotate_corpus; "
+           "annotate_corpus(sys.argv[1], Slow(), sys.argv[2], batch_size=1, progress=False)")
+    cmd = [sys.executable, "-c", run, str(pairs), str(out)]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
@@ -462,13 +463,13 @@ def test_torchrun_sharded_equals_unsharded(pairs, reference, tmp_path, entry):
 # -------------------------------------------------------------------------------------- CLI
 
 
-def test_main_in_process_with_factory_and_options(pairs, reference, tmp_path, monkeypatch, capsys):
+def test_main_in_process_with_options(pairs, reference, tmp_path, monkeypatch, capsys):
     ref, _ = reference
     for k in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)
     assert distributed_context() == (0, 1)
     out = tmp_path / "ann"
-    assert main(["--pairs", str(pairs), "--out", str(out), "--annotator", "webiml.caaa.annotate:NaiveAnnotator",
+    assert main(["--pairs", str(pairs), "--out", str(out), "--annotator", "naive",
                  "--option", "sigma=2.0", "--batch-size", "4", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n_annotated"] == len(VALID_IDS)
     _assert_same(out, ref)
@@ -478,6 +479,8 @@ def test_main_in_process_with_factory_and_options(pairs, reference, tmp_path, mo
     assert build_annotator("naive", scale=0.5).scale == 0.5
     with pytest.raises(ValueError, match="unknown annotator"):
         build_annotator("nope")
+    with pytest.raises(ValueError, match="unknown annotator"):  # code is never imported by a name given at run time
+        build_annotator("subprocess:Popen", args=["true"])
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert distributed_context() == (1, 4)

@@ -11,6 +11,7 @@ from sklearn.metrics import log_loss
 from torch.utils.flop_counter import FlopCounterMode
 
 from webiml.models.boxprompt import BoxPromptConfig, BoxPromptStudent
+from webiml.infer import DETECTORS
 from webiml.models.checkpoint import load_checkpoint, save_checkpoint
 
 torch.set_num_threads(2)
@@ -122,7 +123,7 @@ def test_gradients_reach_prototypes_gates_and_encoder():
 def test_checkpoint_round_trip(tmp_path, default_student):
     x = torch.rand(1, 3, 96, 128)
     save_checkpoint(tmp_path / "model.pt", default_student, default_student.cfg, extra={"student": "boxprompt"})
-    loaded, extra = load_checkpoint(tmp_path / "model.pt")
+    loaded, extra = load_checkpoint(tmp_path / "model.pt", DETECTORS)
     assert isinstance(loaded, BoxPromptStudent) and extra == {"student": "boxprompt"}
     assert loaded.cfg == dataclasses.replace(default_student.cfg, weights="none")
     with torch.no_grad():

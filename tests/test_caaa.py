@@ -67,7 +67,7 @@ def test_model_shapes_and_checkpoint_round_trip(tmp_path):
     p = d.predict_tta(f, a)
     assert p.shape == (2, 1, 64, 64) and 0 <= float(p.min()) and float(p.max()) <= 1
     save_checkpoint(tmp_path / "d.pt", d, d.cfg, {"metrics": {"iou": 0.5}})
-    d2, extra = load_checkpoint(tmp_path / "d.pt")
+    d2, extra = load_checkpoint(tmp_path / "d.pt", M.NETWORKS)
     assert extra["metrics"]["iou"] == 0.5 and isinstance(d2, M.DASS)
     assert torch.allclose(d2(f, a)["logits"], d(f, a)["logits"], atol=1e-6)
     c = M.CorrDINO(M.CorrConfig(weights="none", size=64)).train()

@@ -4,6 +4,7 @@ key, flags win over both, and a misspelt key is an error that names it."""
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 import yaml
@@ -43,18 +44,26 @@ def test_sections_come_from_the_params_file_and_set_reaches_each_section(params_
     assert _guard(unset, _params_sections(unset, "filter", ("guard",))["guard"]).max_fraction == 0.6
 
 
-def test_a_misspelt_key_names_the_key_the_section_and_the_allowed_keys(params_file, capsys):
+def test_a_misspelt_key_names_the_key_the_section_and_the_allowed_keys(params_file, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no workspace around: the keys are known all the same
     for argv, where in ((["build-dataset", "--annotations", "A", "--out", "O", "--set", "qes_treshold=0.4"], "'filter'"),
                         (["annotate", "--pairs", "P", "--out", "O", "--set", "guard.max_fractoin=0.4"], "'guard'"),
-                        (["annotate", "--pairs", "P", "--out", "O", "--set", "bach_size=4"], "'annotate'")):
-        with pytest.raises(SystemExit, match=rf"unknown key '\w+' in params section {where}.*allowed: "):
-            main([*argv, "--params", str(params_file)])
+                        (["annotate", "--pairs", "P", "--out", "O", "--set", "bach_size=4"], "'annotate'"),
+                        (["predict", "x.png", "--out", "O", "--set", "devcie=cpu"], "'benchmark'"),
+                        (["pseudo-masks", "--boxes", "b.json", "--images", ".", "--out", "O", "--set", "teachr=box"],
+                         "'train_boxprompt'")):
+        for params in (["--params", str(params_file)], []):
+            assert main([*argv, *params]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and err.startswith(f"webiml {argv[0]}: error: --set "), err
+            assert re.search(rf"unknown key '\w+' in params section {where}; allowed: ", err), err
+    assert not (tmp_path / "O").exists()
 
 
 def test_every_command_that_has_settings_takes_params_and_set():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    without = {"models", "prepare-dataset", "merge"}  # nothing in params.yaml configures them
+    without = {"models", "prepare-dataset", "merge", "convert-checkpoint"}  # nothing in params.yaml configures them
     for name, p in sub.choices.items():
         opts = {o for a in p._actions for o in a.option_strings}
         assert ({"--params", "--set"} <= opts) != (name in without), name

@@ -79,6 +79,7 @@ def test_dataclass_defaults_equal_params_yaml():
     from webiml.models.boxprompt import BoxPromptConfig
     from webiml.models.webiml import WebIMLConfig
     from webiml.report.claims import ReportConfig
+    from webiml.settings import AnnotateSection, FilterSection
     from webiml.train_boxprompt import BoxPromptDataConfig, SimulatedBoxes
     from webiml.workspace import find_root, load_params
 
@@ -94,6 +95,7 @@ def test_dataclass_defaults_equal_params_yaml():
         ("train_webiml", "model"): WebIMLConfig(), ("train_webiml", "mixture"): MixtureConfig(),
         ("train_boxprompt", "model"): BoxPromptConfig(), ("train_boxprompt", "data"): BoxPromptDataConfig(),
         ("train_boxprompt", "boxes"): SimulatedBoxes(), ("report",): ReportConfig(),
+        ("annotate",): AnnotateSection(), ("filter",): FilterSection(),
     }
     wrong = []
     for path, obj in checked.items():
@@ -110,3 +112,44 @@ def test_dataclass_defaults_equal_params_yaml():
             elif plain(value) != defaults[key]:
                 wrong.append(f"{'.'.join(path)}.{key}: params {value!r}, dataclass {defaults[key]!r}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_params_file_passes_the_checks_the_commands_make():
+    """The sections the commands read are checked key by key (webiml.settings); every size's params
+    (params.yaml with each overlay) passes, so a key added to params.yaml needs its place there too."""
+    from webiml.settings import _SECTIONS, check_section
+    from webiml.workspace import find_root, load_params, overlay
+
+    root = find_root()
+    base = load_params(root / "params.yaml")
+    sizes = {"params.yaml": base}
+    for f in sorted((root / "params").glob("*.yaml")):
+        sizes[f.name] = overlay(base, {k: v for k, v in load_params(f).items() if k != "base"})
+    for name, params in sizes.items():
+        for section in _SECTIONS:
+            check_section(section, params.get(section), name)
+
+
+def test_values_are_checked_by_type_and_range():
+    from webiml.config import bounded, check, flag
+    from webiml.errors import UsageError
+
+    @dataclass(frozen=True)
+    class Ranged:
+        n: int = bounded(2, 1, 8)
+        x: float | None = None
+        pair: tuple[float, float] = (0.0, 1.0)
+        inner: Cfg = Cfg()
+
+    assert from_dict(Ranged, {"n": 8, "x": 1, "pair": [1, 2.5], "inner": {"steps": 4}}, "r") == Ranged(8, 1, (1, 2.5), Cfg(steps=4))
+    for d, msg in (({"n": 0}, "r.n: must be in 1..8, got 0"), ({"n": True}, "r.n: must be an integer, got True"),
+                   ({"n": 2.0}, "r.n: must be an integer, got 2.0"), ({"x": "1"}, "r.x: must be a number"),
+                   ({"pair": [1]}, "r.pair: must be a list of 2, got [1]"), ({"pair": 3}, "r.pair: must be a list"),
+                   ({"inner": {"stpes": 1}}, "unknown key 'stpes' in params section 'r.inner'"),
+                   ({"inner": {"steps": "x"}}, "r.inner.steps: must be an integer"), ({"x": float("nan")}, "r.x: must be a number, got NaN")):
+        with pytest.raises(UsageError) as e:
+            from_dict(Ranged, d, "r")
+        assert msg in str(e.value)
+    assert check("k", None, int | None) is None and check("k", 3, float) == 3
+    with pytest.raises(Exception, match="must be at least 32, got 0"):
+        flag(int, 32)("0")

@@ -10,13 +10,13 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: lowest first; a module may import its own layer and the layers below
 LAYERS = [
-    ("core", ["io", "paths", "geometry", "config", "workspace", "runid", "device", "cache", "figures", "evaluate.metrics"]),
+    ("core", ["errors", "io", "paths", "geometry", "config", "workspace", "runid", "device", "cache", "figures", "evaluate.metrics"]),
     ("data", ["photos", "synth", "jitter", "instances", "boxes", "download", "evaluate.prepare", "evaluate.testset", "evaluate.realsets"]),
     ("collect", ["register", "collect", "shard"]),
     ("models", ["models", "caaa", "infer"]),
     ("training", ["train", "samples", "mixture", "train_annotators", "train_webiml", "train_boxprompt"]),
     ("evaluate", ["evaluate", "report", "explore"]),
-    ("stage", ["stage", "cli"]),
+    ("stage", ["stage", "settings", "cli"]),
 ]
 
 

@@ -463,7 +463,7 @@ def test_paper_smoke_runs_the_paper_shapes_through_the_whole_dag(tmp_path):
     assert p["train_webiml"]["train"]["size"] == 512 and p["train_webiml"]["model"]["width"] == 128
     import torch
 
-    ckpt = torch.load(ws / "models/webiml/webiml/seed0/model.pt", weights_only=False)
+    ckpt = torch.load(ws / "models/webiml/webiml/seed0/model.pt", weights_only=True)  # checkpoints are data
     assert ckpt["config"]["width"] == 128 and ckpt["extra"]["input_size"] == 512
     training = ckpt["extra"]["training"]
     assert training["train"]["batch_size"] == 16 and training["train"]["num_workers"] == 2 and training["finished"]

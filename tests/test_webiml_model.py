@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score, log_loss
 
+from webiml.infer import DETECTORS
 from webiml.models.checkpoint import load_checkpoint, save_checkpoint
 from webiml.models.webiml import (
     SelfRectification,
@@ -218,7 +219,7 @@ def test_checkpoint_round_trip(tmp_path, kw):
     m(torch.rand(2, 3, 64, 64))  # move the BN running statistics away from their init
     m.eval()
     save_checkpoint(tmp_path / "model.pt", m, m.cfg, extra={"input_size": 64})
-    loaded, extra = load_checkpoint(tmp_path / "model.pt")
+    loaded, extra = load_checkpoint(tmp_path / "model.pt", DETECTORS)
     assert isinstance(loaded, WebIML) and loaded.cfg.weights == "none" and extra == {"input_size": 64}
     assert loaded.cfg == WebIMLConfig(**{**m.cfg.__dict__, "weights": "none"})
     x = torch.rand(1, 3, 75, 83)

@@ -11,16 +11,26 @@ from pathlib import Path
 
 from .caaa import guard as label_guard
 from .caaa.methods import METHODS
+from .config import MAX_THREADS, flag
+from .errors import UsageError
 
 
-def _params_sections(args: argparse.Namespace, main: str, also: tuple[str, ...] = ()) -> dict[str, dict]:
+def _params_sections(args: argparse.Namespace, main: str, also: tuple[str, ...] = (), flags: dict | None = None) -> dict[str, dict]:
     """The params.yaml sections a command reads: ``--params FILE`` (default: the params.yaml of the
     workspace around the working directory, if any), the global ``seed`` in the ``main`` section, then
     ``--set KEY=VALUE`` overrides (YAML values; dotted keys reach nested sections; a key naming one of
-    the ``also`` sections, such as ``guard.max_fraction``, goes there). A key its section does not
-    hold is an error naming the allowed keys."""
+    the ``also`` sections, such as ``guard.max_fraction``, goes there), then the command-line
+    ``flags`` given (``{key: value}``, None: not given; ``"section.key"`` for an ``also`` section).
+
+    Every section is checked against :mod:`webiml.settings`, inside a workspace or not: a key its
+    section does not have, or a value of the wrong type or out of its range, is a
+    :class:`UsageError` naming the key (and the allowed keys), before any work starts."""
+    import copy
+
     import yaml
 
+    from .config import check
+    from .settings import allowed_keys, check_section
     from .workspace import find_root, load_params
 
     path = args.params
@@ -29,23 +39,48 @@ def _params_sections(args: argparse.Namespace, main: str, also: tuple[str, ...] 
             path = find_root() / "params.yaml"
         except FileNotFoundError:
             path = None
+    elif not Path(path).is_file():
+        raise FileNotFoundError(f"--params {path}: no such file")
     params = load_params(path) if path else {}
-    out = {main: {"seed": params.get("seed", 0), **(params.get(main) or {})}, **{s: dict(params.get(s) or {}) for s in also}}
+    seed = check(f"{path}: seed", params.get("seed", 0), int)
+    out = {}
+    for s in (main, *also):
+        section = params.get(s)
+        if section is not None and not isinstance(section, dict):
+            raise UsageError(f"{path}: params section {s!r} must be a mapping, got {type(section).__name__}")
+        out[s] = copy.deepcopy(section or {})
+        check_section(s, out[s], str(path))
     for kv in args.set:
         key, sep, value = kv.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {kv!r}")
+        if not sep or not key:
+            raise UsageError(f"--set expects KEY=VALUE, got {kv!r}")
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise UsageError(f"--set {kv}: not a YAML value ({' '.join(str(e).split())})") from None
+        if key == "seed":
+            seed = check("--set seed", value, int)
+            continue
         section = main
-        if key.split(".")[0] in also and key.split(".")[0] not in out[main]:
+        if key.split(".")[0] in also and key.split(".")[0] not in allowed_keys(main):
             section, key = key.partition(".")[::2]
         *parents, leaf = key.split(".")
-        if params.get(section) and key.split(".")[0] not in out[section]:
-            raise SystemExit(f"--set {key}: unknown key {key.split('.')[0]!r} in params section {section!r} of {path}; "
-                             f"allowed: {', '.join(k for k in out[section] if k != 'seed')}")
+        if key.split(".")[0] not in allowed_keys(section):
+            raise UsageError(f"--set {kv}: unknown key {key.split('.')[0]!r} in params section {section!r}; "
+                             f"allowed: {', '.join(allowed_keys(section))}")
         node = out[section]
         for k in parents:
             node = node.setdefault(k, {})
-        node[leaf] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise UsageError(f"--set {kv}: {section}.{k} is not a section")
+        node[leaf] = value
+    for key, value in (flags or {}).items():
+        if value is not None:
+            section, _, k = key.rpartition(".")
+            out[section or main][k] = value
+    for s in out:
+        check_section(s, out[s], "the command line")
+    out[main] = {"seed": seed, **out[main]}
     return out
 
 
@@ -71,7 +106,7 @@ def _pick(flag, section: dict, key: str, default):
 def _add_model_run(parser: argparse.ArgumentParser) -> None:
     """Where a trained model is found and runs (predict, benchmark)."""
     parser.add_argument("--root", default=".", help="the pipeline folder (where models/ is)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=flag(int, 1, MAX_THREADS), default=2, help=f"CPU threads (1..{MAX_THREADS})")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: benchmark.device, else auto)")
     parser.add_argument("--quiet", action="store_true")
     _add_params(parser, "benchmark")
@@ -81,18 +116,19 @@ def _load_model(args: argparse.Namespace):
     """The model of ``--model`` on ``--device`` (default: the params ``benchmark.device``)."""
     from .infer import load_model
 
-    return load_model(args.model, args.root, device=_pick(args.device, _params_section(args, "benchmark"), "device", "auto"))
+    section = _params_sections(args, "benchmark", flags={"device": args.device})["benchmark"]
+    return load_model(args.model, args.root, device=section.get("device", "auto"))
 
 
 def _collect(args: argparse.Namespace) -> int:
     from .collect import candidates_from, collect, config_from_params
     from .download import DownloadPolicy
 
-    sections = _params_sections(args, "collect", ("paths",))
-    params = sections["collect"]
+    out, audit = _corpus_dirs(args)
     flags = {"seed": args.seed, "workers": args.workers, "max_pixels": args.max_pixels, "phash_distance": args.phash_distance,
              "photo_dir": args.photo_dir, "keep_unmatched": args.keep_unmatched or None, "n_pairs": args.n_pairs}
-    params.update({k: v for k, v in flags.items() if v is not None})  # flags given on the command line win
+    sections = _params_sections(args, "collect", ("paths",), flags)  # flags given on the command line win
+    params = sections["collect"]
     sources = args.source or params.get("sources") or ["synthetic"]
     cfg = config_from_params(params)
     paths = {k: v for k, v in (sections["paths"].get("collect") or {}).items() if v is not None}
@@ -100,7 +136,6 @@ def _collect(args: argparse.Namespace) -> int:
     paths.update({k: v for k, v in given.items() if v is not None})  # flags win over paths.collect
     cands = candidates_from(sources, n_pairs=int(params.get("n_pairs", 200)), **paths)
     policy = DownloadPolicy(timeout=args.timeout, retries=args.retries, deadline=args.deadline, file_root=args.file_root)
-    out, audit = _corpus_dirs(args)
     kw = dict(audit=audit, download_policy=policy, overwrite=args.overwrite, progress=not args.quiet)
     if args.shard is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from .shard import collect_shard, parse_shard
@@ -117,7 +152,15 @@ def _collect(args: argparse.Namespace) -> int:
 def _corpus_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     """A pair corpus folder and its truth folder (default: beside it, ``OUT-audit``)."""
     out = Path(args.out)
-    return out, Path(args.audit) if args.audit else out.with_name(out.name + "-audit")
+    if args.audit:
+        return out, Path(args.audit)
+    named = out if out.name not in ("", "..") else Path(os.path.abspath(out))  # `--out .`: the folder's own name
+    if not named.name:
+        raise UsageError(f"--out {args.out}: the truth goes beside the output folder (OUT-audit); pass --audit DIR")
+    audit = named.with_name(named.name + "-audit")
+    if audit.exists() and not audit.is_dir():
+        raise UsageError(f"--out {args.out}: its truth folder {audit} is a file; pass --audit DIR")
+    return out, audit
 
 
 def _print_corpus(report: dict, last: str, out: Path, audit: Path) -> None:
@@ -140,7 +183,8 @@ def _annotate(args: argparse.Namespace) -> int:
     from .device import resolve
     from .train import init_distributed
 
-    p = _params_sections(args, "annotate", ("guard",))
+    p = _params_sections(args, "annotate", ("guard",), {"threads": args.threads, "device": args.device, "route": args.route,
+                                                         "batch_size": args.batch_size})
     a = p["annotate"]
     torch.set_num_threads(_pick(args.threads, a, "threads", 2))
     device = _pick(args.device, a, "device", "auto")
@@ -193,7 +237,8 @@ def annotate_pair(forged: str | Path, authentic: str | Path, out: str | Path, mo
 def _annotate_pair(args: argparse.Namespace) -> int:
     import torch
 
-    p = _params_sections(args, "annotate", ("filter", "guard"))
+    p = _params_sections(args, "annotate", ("filter", "guard"), {"threads": args.threads, "device": args.device,
+                                                                  "filter.qes_threshold": args.qes_threshold})
     torch.set_num_threads(_pick(args.threads, p["annotate"], "threads", 2))
     args.qes_threshold = _pick(args.qes_threshold, p["filter"], "qes_threshold", 0.5)
     r = annotate_pair(args.forged, args.authentic, args.output, args.models, args.qes_threshold, label_guard.from_args(args, p["guard"]),
@@ -211,7 +256,7 @@ def _annotate_pair(args: argparse.Namespace) -> int:
 def _build_dataset(args: argparse.Namespace) -> int:
     from .caaa.dataset import build_dataset
 
-    p = _params_sections(args, "filter", ("guard",))
+    p = _params_sections(args, "filter", ("guard",), {"qes_threshold": args.qes_threshold})
     r = build_dataset(Path(args.annotations), Path(args.out), threshold=_pick(args.qes_threshold, p["filter"], "qes_threshold", 0.5),
                       pairs_dir=Path(args.pairs) if args.pairs else None, progress=not args.quiet,
                       guard=label_guard.from_args(args, p["guard"]), index_paths=args.index_paths)
@@ -251,9 +296,9 @@ def _parse_named(specs: list[str]) -> dict[str, str]:
     for s in specs:
         name, sep, path = s.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"--dataset expects NAME=INDEX (a BenCo JSON, a Tp/+Gt/ folder or a NoSo folder), got {s!r}")
+            raise UsageError(f"--dataset expects NAME=INDEX (a BenCo JSON, a Tp/+Gt/ folder or a NoSo folder), got {s!r}")
         if name in out:
-            raise ValueError(f"--dataset {name} is given twice ({out[name]} and {path}); give each dataset its own name")
+            raise UsageError(f"--dataset {name} is given twice ({out[name]} and {path}); give each dataset its own name")
         out[name] = path
     return out
 
@@ -266,18 +311,20 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     datasets = _parse_named(args.dataset)
+    max_side = _params_sections(args, "benchmark", flags={"max_side": args.max_side})["benchmark"].get("max_side", 512)
     lm = _load_model(args)
     robust = {k: v for k, v in B.PERTURBATIONS.items()} if args.robustness else {}
     res = B.run_benchmark({lm.name: lm}, datasets, robustness=robust, robustness_models=[lm.name] if robust else [],
-                          robustness_datasets=list(datasets) if robust else [], progress=not args.quiet)
-    out = {"model": lm.name, "checkpoint": str(lm.path),
-           "datasets": {ds: per_model[lm.name] for ds, per_model in res["datasets"].items()}}
+                          robustness_datasets=list(datasets) if robust else [], progress=not args.quiet, max_side=max_side)
+    out = {"model": lm.name, "checkpoint": str(lm.path), "max_side": max_side,
+           "datasets": {ds: per_model[lm.name] for ds, per_model in res["datasets"].items()}, "trivial": res["trivial"]}
     if robust:
         out["robustness"] = {ds: per_model[lm.name] for ds, per_model in res["robustness"].items()}
     io.write_json(args.out, out)
+    f = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     for ds, s in out["datasets"].items():
-        print(f"{ds}: pixel F1 {s['pixel_f1']:.3f}  IoU {s['pixel_iou']:.3f}  image AUC {s['image_auc']:.3f}  "
-              f"({s['n_tampered']} tampered of {s['n_images']})")
+        print(f"{ds}: pixel F1 {f(s['pixel_f1'])} (all-forged {f(res['trivial'][ds]['all-forged']['pixel_f1'])})  "
+              f"IoU {f(s['pixel_iou'])}  image AUC {f(s['image_auc'])}  ({s['n_tampered']} tampered of {s['n_images']})")
     print(f"written: {args.out}")
     return 0
 
@@ -294,7 +341,10 @@ def _prepare_dataset(args: argparse.Namespace) -> int:
 def _pseudo_masks(args: argparse.Namespace) -> int:
     from .models.teachers import make_teacher, pseudo_mask_dataset
 
-    sections = _params_sections(args, "train_boxprompt", ("paths",))
+    if not Path(args.images).is_dir():
+        raise FileNotFoundError(f"--images {args.images}: no such folder")
+    sections = _params_sections(args, "train_boxprompt", ("paths",), {"teacher": args.teacher, "sam_model_type": args.sam_model_type,
+                                                                      "paths.sam_checkpoint": args.sam_checkpoint})
     p = sections["train_boxprompt"]
     teacher = _pick(args.teacher, p, "teacher", "grabcut")
     kw = {"checkpoint": _pick(args.sam_checkpoint, sections["paths"], "sam_checkpoint", None),
@@ -336,11 +386,47 @@ def _train_annotators(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_checkpoint(args: argparse.Namespace) -> int:
+    from .models.checkpoint import convert_checkpoint
+
+    r = convert_checkpoint(args.input, args.output)
+    print(f"written: {args.output} (loads as data; model class {r['class']})")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error of ``webiml``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """The command's output paths (``args.outputs``: ``{"--flag" or positional name: "dir" | "file"}``),
+    checked before any work runs: a folder that is a file, a file that is a folder, or a path below a
+    file is a :class:`UsageError`."""
+    for name, kind in getattr(args, "outputs", {}).items():
+        value = getattr(args, name.lstrip("-").replace("-", "_"), None)
+        if value is None:
+            continue
+        p = Path(value)
+        if kind == "dir" and p.exists() and not p.is_dir():
+            raise UsageError(f"{name} {value}: is a file, not a folder")
+        if kind == "file" and (p.is_dir() or p.name in ("", ".", "..") or str(value).endswith(("/", os.sep))):
+            raise UsageError(f"{name} {value}: is a folder; give the output file's name")
+        for parent in Path(os.path.abspath(p)).parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise UsageError(f"{name} {value}: {parent} is a file, not a folder")
+                break
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .io import INDEX_PATHS
 
-    p = argparse.ArgumentParser(prog="webiml", description=__doc__)
+    p = _Parser(prog="webiml", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of its one-line message")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("collect", help="gather forged/authentic pairs into a clean, registered pair corpus")
@@ -371,14 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "join the shards with `webiml merge`")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_params(c, "collect", ("paths",))
-    c.set_defaults(func=_collect)
+    c.set_defaults(func=_collect, outputs={"--out": "dir", "--audit": "dir"})
 
     mg = sub.add_parser("merge", help="join collect shards (--shard I/N) into the corpus an unsharded run writes")
     mg.add_argument("shards", nargs="+", help="the shard output folders, every shard 0..N-1 once")
     mg.add_argument("--out", required=True)
     mg.add_argument("--audit", help="where the truth goes (default: OUT-audit)")
     mg.add_argument("--overwrite", action="store_true")
-    mg.set_defaults(func=_merge)
+    mg.set_defaults(func=_merge, outputs={"--out": "dir", "--audit": "dir"})
 
     a = sub.add_parser("annotate", help="annotate a collected pair corpus (CAAAv2 by default; under torchrun, sharded across ranks)")
     a.add_argument("--pairs", required=True, help="a collect output folder (pairs.jsonl)")
@@ -394,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true")
     _add_params(a, "annotate", ("guard",))
     label_guard.add_arguments(a)
-    a.set_defaults(func=_annotate)
+    a.set_defaults(func=_annotate, outputs={"--out": "dir"})
 
     ap = sub.add_parser("annotate-pair", help="annotate one forged/authentic pair (any sizes, crops, JPEG qualities)")
     ap.add_argument("forged")
@@ -407,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", action="store_true", help="print a JSON object (category, aligned, qes, kept, refused, mask, ...)")
     _add_params(ap, "annotate", ("filter", "guard"))
     label_guard.add_arguments(ap)
-    ap.set_defaults(func=_annotate_pair)
+    ap.set_defaults(func=_annotate_pair, outputs={"--output": "file"})
 
     b = sub.add_parser("build-dataset", help="QES-filter annotations into imgs/ + masks/ + a BenCo index")
     b.add_argument("--annotations", required=True)
@@ -419,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true")
     _add_params(b, "filter", ("guard",))
     label_guard.add_arguments(b)
-    b.set_defaults(func=_build_dataset)
+    b.set_defaults(func=_build_dataset, outputs={"--out": "dir"})
 
     m = sub.add_parser("models", help="the models the pipeline trains, by name, and whether they are trained")
     m.add_argument("--root", default=".", help="the pipeline folder (where models/ is)")
@@ -430,10 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+")
     pr.add_argument("--model", default="webiml", help="a model name (see `webiml models`) or a checkpoint path")
     pr.add_argument("--out", required=True)
-    pr.add_argument("--max-side", type=int, default=1024, help="larger images are downscaled for the model")
-    pr.add_argument("--max-pixels", type=int, default=64_000_000, help="larger images are rejected (too-large)")
+    pr.add_argument("--max-side", type=flag(int, 32), default=1024, help="larger images are downscaled for the model (at least 32)")
+    pr.add_argument("--max-pixels", type=flag(int, 1), default=64_000_000, help="larger images are rejected (too-large)")
     _add_model_run(pr)
-    pr.set_defaults(func=_predict)
+    pr.set_defaults(func=_predict, outputs={"--out": "dir"})
 
     be = sub.add_parser("benchmark", help="pixel and image metrics of one model on datasets (field conventions)")
     be.add_argument("--model", required=True, help="a model name (see `webiml models`) or a checkpoint path")
@@ -441,8 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a BenCo JSON index, a Tp/+Gt/ folder or a NoSo folder; repeat for several")
     be.add_argument("--out", required=True, help="JSON: per dataset pixel_f1, pixel_iou and the other metrics")
     be.add_argument("--robustness", action="store_true", help="also under JPEG, resizing, blur and noise")
+    be.add_argument("--max-side", type=flag(int, 32), help="images are scored with their long side capped at this "
+                                                          "(default: params benchmark.max_side, else 512)")
     _add_model_run(be)
-    be.set_defaults(func=_benchmark)
+    be.set_defaults(func=_benchmark, outputs={"--out": "file"})
 
     pd = sub.add_parser("prepare-dataset", help="turn a benchmark's raw download into a BenCo index with normalised masks")
     pd.add_argument("name", help="casiav1, casiav2, columbia, coverage, nist16, imd2020, dso1, korus, cocoglide")
@@ -451,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--no-authentic", action="store_true", help="leave authentic images out of the index")
     pd.add_argument("--split", choices=("train", "val", "test"),
                     help="keep one part of the repository's leak-free split (nist16: from either of its layouts)")
-    pd.set_defaults(func=_prepare_dataset)
+    pd.set_defaults(func=_prepare_dataset, outputs={"--out": "dir"})
 
     ps = sub.add_parser("pseudo-masks", help="your boxes -> a teacher's pseudo-masks (BoxPromptIML), as a BenCo dataset")
     ps.add_argument("--boxes", required=True, help="COCO-style JSON (bbox) or CSV image,x0,y0,x1,y1")
@@ -464,11 +552,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="boxes partly outside are clipped; empty/outside ones dropped with a warning (clip) or the image rejected (error)")
     ps.add_argument("--quiet", action="store_true")
     _add_params(ps, "train_boxprompt", ("paths",))
-    ps.set_defaults(func=_pseudo_masks)
+    ps.set_defaults(func=_pseudo_masks, outputs={"--out": "dir"})
 
     tw = sub.add_parser("train-webiml", help="train one Web-IML variant (single process, or under torchrun for DDP)")
     tw.add_argument("--variant", default="webiml")
-    tw.add_argument("--train-seed", type=int, default=0)
+    tw.add_argument("--train-seed", type=flag(int, 0), default=0)
     tw.add_argument("--out", required=True)
     tw.add_argument("--web-dataset", default="data/dataset/index.json")
     tw.add_argument("--web-all-dataset", default="data/dataset_noqes/index.json")
@@ -476,32 +564,46 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the hand-labelled real training set (a BenCo index; skipped when absent)")
     tw.add_argument("--quiet", action="store_true")
     _add_params(tw, "train_webiml", ("paths",))
-    tw.set_defaults(func=_train_webiml)
+    tw.set_defaults(func=_train_webiml, outputs={"--out": "dir"})
 
     ta = sub.add_parser("train-annotators", help="train the CAAAv2 annotators and the unified baseline (single process, or under torchrun for DDP)")
     ta.add_argument("--out", required=True, help="folder of the checkpoints (classifier.pt, dass.pt, corr.pt, unified.pt) and metrics.json")
     ta.add_argument("--plots", help="folder of the training curves (default: OUT)")
     ta.add_argument("--quiet", action="store_true")
     _add_params(ta, "train_annotators")
-    ta.set_defaults(func=_train_annotators)
+    ta.set_defaults(func=_train_annotators, outputs={"--out": "dir", "--plots": "dir"})
+
+    cv = sub.add_parser(
+        "convert-checkpoint", help="re-save a checkpoint of an older webiml so that it loads as data (RUNS its pickle: trusted files only)",
+        description="Every webiml command loads checkpoints as data (torch.load with weights_only=True) and refuses one "
+                    "that would need its pickle run. This command re-saves such a file so that it loads as data. "
+                    "WARNING: it loads INPUT with weights_only=False, which RUNS WHATEVER CODE THE FILE'S PICKLE HOLDS: "
+                    "use it only on a file from a source you trust (e.g. one you trained with an older webiml).")
+    cv.add_argument("input", help="the old checkpoint (trusted!)")
+    cv.add_argument("output", help="where the converted checkpoint goes")
+    cv.set_defaults(func=_convert_checkpoint, outputs={"output": "file"})
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run a command; an expected error (:func:`webiml.errors.expected`) is one line on stderr,
+    ``webiml <command>: error: <what>: <why>``, with exit code 2 (usage) or 1 (data); ``--debug``
+    shows its traceback instead. Anything else is a bug and stays a traceback."""
+    from . import errors
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0), or a usage error already printed as one line (2)
+        return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        check_outputs(args)
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, io_rejected()) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"webiml {args.command}: error: {msg}", file=sys.stderr)
-        return 2
-
-
-def io_rejected():
-    from .io import Rejected
-
-    return Rejected
+    except Exception as e:
+        if args.debug or not errors.expected(e):
+            raise
+        print(f"webiml {args.command}: error: {errors.message(e)}", file=sys.stderr)
+        return errors.exit_code(e)
 
 
 if __name__ == "__main__":

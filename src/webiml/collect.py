@@ -35,6 +35,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from . import io, paths
+from .config import MAX_THREADS, bounded, from_dict
 from .geometry import long_side_size
 from .register import RegisterConfig, Registration, register, transform_error, warp_to
 from .synth import EVIDENT_PAIRS, WebPairConfig
@@ -51,11 +52,11 @@ AUDIT_ENTRIES = ("audit.jsonl", "masks")
 
 @dataclass(frozen=True)
 class CollectConfig:
-    max_pixels: int = io.DEFAULT_MAX_PIXELS
-    min_side: int = 32
-    phash_distance: int = 4  # forged images this close (Hamming, 64-bit pHash) are duplicate candidates
+    max_pixels: int = bounded(io.DEFAULT_MAX_PIXELS, 1)
+    min_side: int = bounded(32, 1)
+    phash_distance: int = bounded(4, 0, 64)  # forged images this close (Hamming, 64-bit pHash) are duplicate candidates
     duplicate_max_diff: float = 16.0  # ...confirmed when thumbnails differ by at most this (99.9th pct, 0–255)
-    workers: int = 2
+    workers: int = bounded(2, 1, MAX_THREADS)
     seed: int = 0
     register: RegisterConfig = RegisterConfig()
     synthetic: WebPairConfig = EVIDENT_PAIRS
@@ -71,8 +72,6 @@ STAGE_KEYS = ("sources", "n_pairs", "n_examples")
 def config_from_params(p: dict) -> CollectConfig:
     """The :class:`CollectConfig` of params.yaml's ``collect`` section (and ``seed``); an unknown key
     is an error naming it."""
-    from .config import from_dict
-
     d = {k: v for k, v in p.items() if k not in STAGE_KEYS}
     d["register"] = from_dict(RegisterConfig, d.get("register"), "collect.register")
     d["synthetic"] = from_dict(WebPairConfig, d.get("synthetic"), "collect.synthetic", base=EVIDENT_PAIRS)

@@ -16,6 +16,8 @@ import os
 import torch
 import torch.nn as nn
 
+from .errors import UsageError
+
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -30,19 +32,22 @@ def resolve(spec: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {spec!r}: CUDA is not available here (use device: auto or cpu)")
+            raise UsageError(f"device {spec!r}: CUDA is not available here (use device: auto or cpu)")
         if spec == "cuda":
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        index = int(spec.partition(":")[2])
+        index = spec.partition(":")[2]
+        if not index.isdigit():
+            raise UsageError(f"unknown device {spec!r}; expected auto, cpu, cuda or cuda:N")
+        index = int(index)
         if index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+            raise UsageError(f"device {spec!r}: only {torch.cuda.device_count()} CUDA device(s) here")
         return torch.device("cuda", index)
-    raise ValueError(f"unknown device {spec!r}; expected auto, cpu, cuda or cuda:N")
+    raise UsageError(f"unknown device {spec!r}; expected auto, cpu, cuda or cuda:N")
 
 
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     return precision
 
 

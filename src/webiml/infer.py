@@ -21,9 +21,14 @@ from . import io
 from .models import registry
 from .device import model_device, place, resolve, to
 from .geometry import resize_long_side
+from .models.boxprompt import BoxPromptConfig, BoxPromptStudent
 from .models.checkpoint import load_checkpoint
+from .models.webiml import WebIML, WebIMLConfig
 
 log = logging.getLogger(__name__)
+
+#: the (model, config) classes a detector checkpoint may name: Web-IML and its variants, the BoxPromptIML students
+DETECTORS = ((WebIML, WebIMLConfig), (BoxPromptStudent, BoxPromptConfig))
 
 
 @dataclass
@@ -42,7 +47,7 @@ class LoadedModel:
 def load_model(name_or_path: str | Path, root: str | Path = ".", device: str = "auto") -> LoadedModel:
     """A trained model by run name (``webiml@seed0``) or checkpoint path, on ``device``, channels-last."""
     path = registry.resolve(name_or_path, root)
-    model, extra = load_checkpoint(path)
+    model, extra = load_checkpoint(path, DETECTORS)
     place(model, resolve(device)).eval()
     name = str(name_or_path) if not Path(str(name_or_path)).suffix else path.parent.name
     return LoadedModel(name, model, path, extra)

@@ -25,6 +25,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import DataError, UserError
+
 DEFAULT_MAX_PIXELS = 64_000_000
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 NEGATIVE = "Negative"
@@ -44,7 +46,7 @@ REASONS = (
 )
 
 
-class Rejected(Exception):
+class Rejected(UserError):
     """An input that cannot be used; ``reason`` is one of :data:`REASONS` (or a stage's own).
     ``side`` says which file of an item failed (``"image"``/``"mask"``, ``"forged"``/``"authentic"``)."""
 
@@ -300,25 +302,6 @@ def _finite(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return _finite(o.tolist())
     return o
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """A JSON file; text that is not UTF-8 or not JSON (or nested too deeply to parse) raises
-    ``ValueError`` naming the file and where it fails."""
-    path = Path(path)
-    try:
-        return _parse_json(path.read_text(encoding="utf-8"), str(path))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
-
-
-def _parse_json(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    except RecursionError:
-        raise ValueError(f"{where}: JSON nested too deeply to read") from None
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, jpeg_quality: int = 95) -> None:
@@ -647,19 +630,35 @@ class PairRecord:
         return cls(**d)
 
 
+def parse_json(text: str | bytes, where: str | os.PathLike) -> Any:
+    """``json.loads(text)``; text that is not UTF-8 JSON raises :class:`DataError` naming ``where``."""
+    try:
+        return json.loads(text)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply") from None
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file; one that is not UTF-8 JSON raises :class:`DataError` naming it."""
+    return parse_json(Path(path).read_bytes(), path)
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The objects of a JSON-lines file (none when it is absent); a bad line raises
+    :class:`DataError` naming the file and the line."""
     path = Path(path)
     if not path.exists():
         return []
     out = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
-                line = line.strip()
-                if line:
-                    out.append(_parse_json(line, f"{path}:{i}"))
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if line:
+                out.append(parse_json(line, f"{path}, line {lineno}"))
     return out
 
 

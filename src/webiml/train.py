@@ -36,33 +36,34 @@ import torch
 import torch.nn as nn
 
 from . import io
+from .config import MAX_THREADS, bounded
 from .device import autocast, batch_to, check_precision, place, resolve
 from .geometry import resize_by
-from .models.checkpoint import save_checkpoint
+from .models.checkpoint import CheckpointError, read_state, save_checkpoint, save_state
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 300
-    batch_size: int = 8  # the global batch, split across DDP ranks
-    size: int = 256  # square training crop
+    steps: int = bounded(300, 1)
+    batch_size: int = bounded(8, 1)  # the global batch, split across DDP ranks
+    size: int = bounded(256, 8)  # square training crop
     lr: float = 5e-4
     weight_decay: float = 0.01
     warmup: int = 20
     poly_power: float = 0.9
-    checkpoint_every: int = 50
-    threads: int = 2
+    checkpoint_every: int = bounded(50, 1)
+    threads: int = bounded(2, 1, MAX_THREADS)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N (webiml.device)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
     channels_last: bool = True
     grad_clip: float = 0.0  # max gradient norm; 0: off
-    max_skipped: int = 10  # non-finite losses in a row before the run stops (each such step is skipped)
-    num_workers: int = 0  # DataLoader worker processes (0: samples are made in the training process)
+    max_skipped: int = bounded(10, 0)  # non-finite losses in a row before the run stops (each such step is skipped)
+    num_workers: int = bounded(0, 0)  # DataLoader worker processes (0: samples are made in the training process)
     pin_memory: bool = True  # page-locked batches (CUDA only)
-    prefetch_factor: int = 2  # batches each worker prepares ahead
+    prefetch_factor: int = bounded(2, 1)  # batches each worker prepares ahead
     freeze_bn: bool = False  # BatchNorm layers keep their statistics (eval mode) while the weights train
     sync_bn: bool = True  # under DDP on CUDA, BatchNorm statistics over the global batch (SyncBatchNorm)
     snapshots: tuple[float, ...] = ()  # fractions of `steps` after which the model is also saved (snapshots/step<k>.pt)
@@ -335,15 +336,21 @@ def fit(
     step, history, seconds, data_seconds, skipped = 0, [], 0.0, 0.0, 0
     state_file = _state_path(out)
     if state_file.is_file():
-        state = torch.load(state_file, map_location=device, weights_only=False)
+        state = read_state(state_file, device, what="training state")  # data only: a crafted file runs nothing
+        if not isinstance(state, dict) or not isinstance(state.get("config", {}), dict):
+            raise CheckpointError(f"{state_file}: not a training state; delete it to start afresh")
         if _resume_key(state.get("config", {})) != _resume_key(dataclasses.asdict(cfg)):
             raise ValueError(f"{state_file}: saved by a run with other settings; delete it to start afresh")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state.get("scaler", {}))
-        step, history, seconds, skipped = state["step"], state["history"], state["seconds"], state.get("skipped", 0)
-        data_seconds = state.get("data_seconds", 0.0)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state.get("scaler", {}))
+            step, history, seconds, skipped = int(state["step"]), list(state["history"]), float(state["seconds"]), int(state.get("skipped", 0))
+            data_seconds = float(state.get("data_seconds", 0.0))
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            raise CheckpointError(f"{state_file}: not a training state of this model ({' '.join(str(e).split())[:200]}); "
+                                  "delete it to start afresh") from None
         if dist.main:
             log.info("resuming %s at step %d", out, step)
 
@@ -394,11 +401,10 @@ def fit(
             save_checkpoint(snapshot_path(out, step), model, model_config,
                             extra={**(extra or {}), "input_size": cfg.size, "snapshot_of": cfg.steps})
         if dist.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps) and bad_in_a_row == 0:
-            with io.atomic_path(state_file) as tmp:
-                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                            "scaler": scaler.state_dict(), "step": step, "history": history,
-                            "seconds": seconds, "data_seconds": data_seconds, "skipped": skipped,
-                            "config": dataclasses.asdict(cfg)}, tmp)
+            save_state(state_file, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                    "scaler": scaler.state_dict(), "step": step, "history": history,
+                                    "seconds": seconds, "data_seconds": data_seconds, "skipped": skipped,
+                                    "config": dataclasses.asdict(cfg)})
     bar.close()
     model.to(memory_format=torch.contiguous_format).eval()
     summary = {

@@ -146,8 +146,8 @@ def train_annotators(params: dict, out: str | Path, plots: str | Path, seed: int
     """Train classifier, DASS, Corr-DINO-lite and the unified baseline; save checkpoints with
     their configs into ``out`` and training curves into ``plots``; return held-out metrics (under
     ``torchrun``: rank 0 evaluates and saves; the other ranks return ``{}``)."""
-    from .caaa.models import DASS, ClassifierConfig, CorrConfig, CorrDINO, PairClassifier
-    from .models.checkpoint import save_checkpoint
+    from .caaa.models import DASS, NETWORKS, ClassifierConfig, CorrConfig, CorrDINO, PairClassifier
+    from .models.checkpoint import load_checkpoint, save_checkpoint
     from .photos import load_photos
 
     out, plots = Path(out), Path(plots)
@@ -181,7 +181,7 @@ def train_annotators(params: dict, out: str | Path, plots: str | Path, seed: int
             step = classifier_step(model.cfg.size)
         native = kind == "dass"
         if _finished(run, tcfg):
-            model.load_state_dict(torch.load(run / "model.pt", map_location="cpu", weights_only=False)["state_dict"])
+            model.load_state_dict(load_checkpoint(run / "model.pt", NETWORKS)[0].state_dict())
         else:
             fit(model, PairStream(pool, tr_i, seed, flip=name != "classifier", native=native), tcfg, run, model.cfg,
                 step_fn=step, progress=progress, log_every=1)

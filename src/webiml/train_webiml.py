@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from .config import from_dict
+from .errors import UnknownName
 from .mixture import MixtureConfig, build_mixture
 from .models.registry import WEBIML_VARIANTS
 from .models.webiml import WebIML, WebIMLConfig
@@ -49,7 +50,7 @@ def prepare_webiml(
     hand-labelled real training set every variant trains on (None: none).
     """
     if variant not in WEBIML_VARIANTS:
-        raise KeyError(f"unknown Web-IML variant {variant!r}; known: {', '.join(WEBIML_VARIANTS)}")
+        raise UnknownName(f"unknown Web-IML variant {variant!r}; known: {', '.join(WEBIML_VARIANTS)}")
     spec = WEBIML_VARIANTS[variant]
     tcfg = from_dict(TrainConfig, {**params.get("train", {}), "seed": seed}, "train_webiml.train")
     mcfg = from_dict(WebIMLConfig, {**params.get("model", {}), **spec.model, "input_size": tcfg.size}, "train_webiml.model")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from .errors import UsageError
+
 REPO_MARKER = ".webiml-repo"  # in a size workspace: the relative path back to the repository
 SCRATCH = "scratch"  # interactive notebook runs write here, never over the pipeline's outputs
 
@@ -23,8 +25,21 @@ def find_root(start: str | os.PathLike | None = None) -> Path:
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
+    """A params (or any YAML settings) file as a mapping; a file that is not YAML, or is YAML but
+    not a mapping (a list, a scalar, a ``!!python`` tag: never constructed), is a
+    :class:`UsageError` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: must be a mapping of sections, got {type(data).__name__}")
+    return data
 
 
 def overlay(base: dict, over: dict) -> dict:

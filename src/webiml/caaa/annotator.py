@@ -19,7 +19,7 @@ from ..device import model_device, place, resolve, to
 from ..geometry import resize_by, scaled_size
 from ..models.checkpoint import load_checkpoint
 from .annotate import ALIGNED_STATUSES, AnnotationResult, PairInputs, iter_jsonl
-from .models import to_tensor
+from .models import NETWORKS, to_tensor
 from .views import native_scale, registered_view
 
 MODEL_FILES = {"classifier": "classifier.pt", "dass": "dass.pt", "corr": "corr.pt", "unified": "unified.pt"}
@@ -47,7 +47,7 @@ def _spg_view(p: PairInputs) -> np.ndarray:
 
 
 def _load(models_dir: str | Path, name: str, device: torch.device) -> torch.nn.Module:
-    return place(load_checkpoint(model_path(models_dir, name))[0], device).eval()
+    return place(load_checkpoint(model_path(models_dir, name), NETWORKS)[0], device).eval()
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ anything else in ``out`` is left alone, and a same-named entry the stage did not
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -113,7 +112,7 @@ def build_dataset(
     ann = Path(annotations)
     if ann.is_file():
         ann = ann.parent
-    meta = json.loads((ann / "meta.json").read_text()) if (ann / "meta.json").is_file() else {}
+    meta = io.read_json(ann / "meta.json") if (ann / "meta.json").is_file() else {}
     if pairs_dir is None:
         if not meta.get("pairs_dir"):
             raise ValueError(f"{ann}: no pairs_dir in meta.json; pass pairs_dir")

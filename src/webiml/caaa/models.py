@@ -230,3 +230,7 @@ def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.flatten(1)
     dice = 1 - (2 * (p * m).sum(1) + 1) / (p.sum(1) + m.sum(1) + 1)
     return bce + dice.mean()
+
+
+#: the (model, config) classes a CAAAv2 annotator checkpoint may name (``load_checkpoint(..., classes=NETWORKS)``)
+NETWORKS = ((PairClassifier, ClassifierConfig), (DASS, DASSConfig), (CorrDINO, CorrConfig))

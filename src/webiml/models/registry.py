@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UnknownName
 from ..runid import RunId
 
 WEBIML_DIR = Path("models/webiml")
@@ -69,7 +70,7 @@ def model_dir(name: str, seed: int = 0, root: str | Path = ".") -> Path:
         return root / WEBIML_DIR / name / f"seed{seed}"
     if name in STUDENTS:
         return root / BOXPROMPT_DIR / name / f"seed{seed}"
-    raise KeyError(f"unknown model name {name!r}; known: {', '.join(known_names())}")
+    raise UnknownName(f"unknown model name {name!r}; known: {', '.join(known_names())}")
 
 
 def producing_stage(name: str) -> str:
@@ -94,7 +95,7 @@ def resolve(name_or_path: str | Path, root: str | Path = ".") -> Path:
     except ValueError:
         name, seed = s, None
     if name not in WEBIML_VARIANTS and name not in STUDENTS:
-        raise KeyError(f"{s!r} is neither a checkpoint file nor a model name; known names: {', '.join(known_names())}")
+        raise UnknownName(f"{s!r} is neither a checkpoint file nor a model name; known names: {', '.join(known_names())}")
     if seed is None:
         seeds = seeds_trained(name, root)
         seed = seeds[0] if seeds else 0

@@ -17,11 +17,13 @@ from typing import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
+import torch
 
 from .. import boxes as B
 from ..device import resolve
 from ..evaluate.metrics import mean_scores, pixel_scores
 from ..geometry import long_side_scale, resize_by
+from .checkpoint import CheckpointError, read_state
 
 Teacher = Callable[[np.ndarray, list[B.Box]], np.ndarray]
 SAM_MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
@@ -120,7 +122,15 @@ class SamTeacher:
             )
         from segment_anything import SamPredictor, sam_model_registry
 
-        sam = sam_model_registry[model_type](checkpoint=str(checkpoint))
+        state = read_state(checkpoint, what="SAM checkpoint")  # as data: a crafted file runs nothing
+        if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+            raise CheckpointError(f"{checkpoint}: not a SAM checkpoint (no state dict of tensors in it)")
+        sam = sam_model_registry[model_type](checkpoint=None)  # built empty; segment-anything never reads the file
+        try:
+            sam.load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(f"{checkpoint}: not a SAM {model_type} checkpoint "
+                                  f"({' '.join(str(e).split())[:200]}); is --sam-model-type right?") from None
         self.predictor = SamPredictor(sam.to(resolve(device)).eval())
         self.checkpoint, self.model_type = Path(checkpoint), model_type
 
