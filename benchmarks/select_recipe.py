@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--models", nargs="+", default=["webiml", "boxprompt"], choices=["webiml", "boxprompt"])
     ap.add_argument("--only", nargs="*", help="candidate names to run (default: all)")
+    ap.add_argument("--variant", default="webiml", help="the Web-IML variant trained (webiml-noweb: no web dataset needed)")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     params = workspace_params(".")
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     results_file = out / "results.jsonl"
     done = {(r["candidate"], r["model"], r["seed"]) for r in io.read_jsonl(results_file)} if results_file.is_file() else set()
+    done = {(c, "webiml" if m == args.variant else m, s) for c, m, s in done}
     recipes = yaml.safe_load(Path(args.recipes).read_text())
     trivial = B.evaluate_model(B.trivial("all-forged"), val, progress=False)[0]["pixel_f1"]
     for name, over in recipes.items():
@@ -69,13 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir = out / name / f"{model}-seed{seed}"
                 t0 = time.perf_counter()
                 if model == "webiml":
-                    run = prepare_webiml("webiml", p["train_webiml"], seed, web_dataset="data/dataset/index.json",
+                    run = prepare_webiml(args.variant, p["train_webiml"], seed, web_dataset="data/dataset/index.json",
                                          data_seed=p["seed"], real_dataset=real)
                     summary = train_webiml(run, run_dir, progress=False)
                 else:
                     pool = pool or prepare_boxprompt_data(p["train_boxprompt"], data_seed=p["seed"], progress=False, real_index=real)
                     summary = train_student("boxprompt", pool, p["train_boxprompt"], seed, run_dir, progress=False)
-                row = {"candidate": name, "model": model, "seed": seed, "overrides": over, **_score(run_dir, val, max_side),
+                row = {"candidate": name, "model": args.variant if model == "webiml" else model, "seed": seed, "overrides": over, **_score(run_dir, val, max_side),
                        "all_forged_f1": trivial, "train_seconds": summary["seconds"], "seconds": round(time.perf_counter() - t0, 1)}
                 results_file.parent.mkdir(parents=True, exist_ok=True)
                 with open(results_file, "a") as f:
