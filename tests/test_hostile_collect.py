@@ -102,14 +102,14 @@ def test_an_output_folder_that_is_a_file_is_one_clear_error(tmp_path, pair_files
     args = {"--out": str(tmp_path / "out"), "--audit": str(tmp_path / "audit"), flag: str(tmp_path / "a-file")}
     rc = _collect_cli("--source", "pairs-csv", "--csv", str(pair_files / "pairs.csv"), *(x for kv in args.items() for x in kv))
     err = capsys.readouterr().err
-    assert rc == 2 and "a-file is a file, not a folder" in err and "Traceback" not in err
+    assert rc == 2 and "a-file: is a file, not a folder" in err and "Traceback" not in err
     assert (tmp_path / "a-file").read_text() == "mine" and not (tmp_path / "out").exists() and not (tmp_path / "audit").exists()
 
 
 def test_an_output_name_too_long_is_one_clear_error(tmp_path, pair_files, capsys):
     rc = _collect_cli("--source", "pairs-csv", "--csv", str(pair_files / "pairs.csv"), "--out", str(tmp_path / ("x" * 300)))
     err = capsys.readouterr().err
-    assert rc == 2 and "cannot be an output folder (File name too long)" in err and "Traceback" not in err
+    assert rc == 1 and "File name too long" in err and "Traceback" not in err
 
 
 def test_a_collection_without_the_marker_is_not_overwritten(tmp_path, pair_files, capsys):
@@ -197,7 +197,7 @@ def test_a_crafted_shard_cannot_write_outside_out(shards, tmp_path, capsys, atta
     before = _tree(tmp_path)
     rc = cli_main(["merge", str(s0), str(src / "s1"), "--out", str(tmp_path / "m" / "deep" / "out")])
     err = capsys.readouterr().err
-    assert rc == 2 and reason in err and "not a shard written by" in err and "Traceback" not in err
+    assert rc == 1 and reason in err and "not a shard written by" in err and "Traceback" not in err  # bad data: exit 1
     assert _tree(tmp_path) == before  # nothing written anywhere: refused before any output
 
 
@@ -390,7 +390,7 @@ def test_pairs_csv_bad_files_are_one_clear_error(tmp_path, pair_files, capsys, t
     (pair_files / "bad.csv").write_text(text)
     with pytest.raises(ValueError, match=match):
         list(pairs_csv_candidates(pair_files / "bad.csv"))
-    assert _collect_cli("--source", "pairs-csv", "--csv", str(pair_files / "bad.csv"), "--out", str(tmp_path / "o")) == 2
+    assert _collect_cli("--source", "pairs-csv", "--csv", str(pair_files / "bad.csv"), "--out", str(tmp_path / "o")) == 1  # data: exit 1
     err = capsys.readouterr().err
     assert re.search(match, err) and "Traceback" not in err and err.count("\n") == 1
 
@@ -416,7 +416,7 @@ def test_miml_two_files_for_one_side_are_quarantined(tmp_path, pair_files):
 
 def test_a_folder_that_is_not_miml_is_an_error(tmp_path, pair_files, capsys):
     # the images themselves, not <id>/0.* and <id>/1.*
-    assert _collect_cli("--source", "miml-dir", "--root", str(pair_files), "--out", str(tmp_path / "o")) == 2
+    assert _collect_cli("--source", "miml-dir", "--root", str(pair_files), "--out", str(tmp_path / "o")) == 1
     assert "is not a MIML folder" in capsys.readouterr().err
     assert not (tmp_path / "o" / "pairs.jsonl").exists()
 

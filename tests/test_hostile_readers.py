@@ -284,11 +284,11 @@ def test_index_readers_name_the_file_on_bad_text(tmp_path):
     with pytest.raises(ValueError, match=r"index\.json: JSON nested too deeply"):
         io.read_index(p)
     p.write_text('[["a.png", "Negative"],]')
-    with pytest.raises(ValueError, match=r"index\.json: not valid JSON \(line 1, column 24"):
+    with pytest.raises(ValueError, match=r"index\.json: not valid JSON \(Expecting value at line 1, column 24"):
         io.read_index(p)
     j = tmp_path / "rows.jsonl"
     j.write_text('{"a": 1}\n{"a": \n')
-    with pytest.raises(ValueError, match=r"rows\.jsonl:2: not valid JSON"):
+    with pytest.raises(ValueError, match=r"rows\.jsonl, line 2: not valid JSON"):
         io.read_jsonl(j)
     with pytest.raises(ValueError, match="name too long"):
         io.read_index(tmp_path / LONG)
@@ -496,7 +496,7 @@ def test_pseudo_masks_refuses_an_unreadable_boxes_file_in_one_line(tmp_path, cap
     _save(tmp_path / "imgs" / "a.png", _rgb(1))
     rc, out = _pseudo(tmp_path, boxes, name)
     err = capsys.readouterr().err
-    assert rc == 2 and "Traceback" not in err
+    assert rc == 1 and "Traceback" not in err  # a bad boxes file: a data error
     assert len(err.strip().splitlines()) == 1 and err.startswith("webiml pseudo-masks: error: ")
     assert __import__("re").search(message, err), err
     assert not out.exists()
@@ -519,7 +519,7 @@ def test_pseudo_masks_quarantines_hostile_images_and_goes_on(tmp_path, capsys):
 
 def test_pseudo_masks_with_a_missing_images_folder_says_so(tmp_path, capsys):
     rc, _ = _pseudo(tmp_path, "a.png,0,0,4,4\n", images=tmp_path / "nowhere")
-    assert rc == 2 and "images folder not found" in capsys.readouterr().err
+    assert rc == 2 and "no such folder" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ benchmark
@@ -531,3 +531,17 @@ def test_benchmark_refuses_a_repeated_dataset_name(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--dataset a is given twice (x.json and y.json)" in err and "Traceback" not in err
     assert not (tmp_path / "b.json").exists()
+
+
+def test_pseudo_masks_never_reads_outside_the_images_folder(tmp_path):
+    """Image names in a stranger's boxes file are relative paths inside --images: an absolute
+    name, ``..`` or a link out of the folder is quarantined as unsafe, and nothing outside is read."""
+    _save(tmp_path / "imgs" / "good.png", _rgb(1))
+    _save(tmp_path / "secret.png", _rgb(2))
+    (tmp_path / "imgs" / "link.png").symlink_to(tmp_path / "secret.png")
+    names = ["good.png", str(tmp_path / "secret.png"), "../secret.png", "link.png"]
+    rc, out = _pseudo(tmp_path, "".join(f"{n},0,0,4,4\n" for n in names))
+    assert rc == 0
+    got = {x["image"]: x["reason"] for x in io.read_jsonl(out / "rejected.jsonl")}
+    assert got == {n: "unsafe-path" for n in names[1:]}
+    assert [Path(i).name for i, _ in io.read_benco_index(out / "index.json")] == ["good.png"]

@@ -202,7 +202,7 @@ def pseudo_mask_dataset(
 
     from tqdm import tqdm
 
-    from .. import io
+    from .. import io, paths
 
     out, images_dir = Path(out), Path(images_dir)
     if not stat.S_ISDIR(io.check_path(images_dir, "images folder").st_mode):
@@ -215,6 +215,13 @@ def pseudo_mask_dataset(
     taken: set[str] = set()
     for name, bx in tqdm(per_image.items(), desc=f"pseudo-masks ({getattr(teacher, 'name', 'teacher')})", disable=not progress):
         path = images_dir / name
+        try:
+            path = paths.inside(images_dir, paths.check_relpath(name, "image name"), "image name")
+        except paths.UnsafePath as e:  # a name in a stranger's boxes file must not read outside --images
+            rejected.append({"image": name, "reason": "unsafe-path", "detail": str(e)})
+            continue
+        except (RuntimeError, OSError):  # a link loop, a name too long: the reader below says which
+            pass
         try:
             rgb, _ = io.read_image(path)
             with warnings.catch_warnings(record=True) as caught:
