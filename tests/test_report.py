@@ -183,9 +183,9 @@ def _real_results(tmp_path: Path) -> Results:
              "trivial": {"nist16": {"all-forged": {"pixel_f1": 0.14}, "empty": {"pixel_f1": 0.0}},
                          "coverage": {"all-forged": {"pixel_f1": 0.24}, "empty": {"pixel_f1": 0.0}}},
              "max_side": 512}
-    steps = {"dataset": "nist16", "trivial": {"all-forged": {"pixel_f1": 0.14}},
-             "runs": {f"{m}@seed{s}": {str(k): {"pixel_f1": 0.2 + (0.1 * k / 100 if m == "webiml" else 0.0) + 0.003 * s}
-                                      for k in (25, 50, 100)} for m in ("webiml", "webiml-noweb") for s in range(3)}}
+    steps = {"nist16": {"n_images": 60, "trivial": {"all-forged": {"pixel_f1": 0.14}},
+                        "runs": {f"{m}@seed{s}": {str(k): {"pixel_f1": 0.2 + (0.1 * k / 100 if m == "webiml" else 0.0) + 0.003 * s}
+                                                 for k in (25, 50, 100)} for m in ("webiml", "webiml-noweb") for s in range(3)}}}
     return Results(root=tmp_path, size="test", benchmark=bench, efficiency={}, pairs=[], steps=steps,
                    real_pairs={"coverage": [{"method": m, "id": f"c{i}", "iou": (0.9 if m == "caaa" else 0.8) + 0.01 * (i % 3)}
                                             for m in ("caaa", "unified") for i in range(10)]},
@@ -216,9 +216,13 @@ def test_effect_against_training_length(tmp_path):
     res = _real_results(tmp_path)
     rows = C.evaluate_steps(res)
     c1 = next(r for r in rows if r["claim"] == "C1")
-    assert c1["steps"] == [25, 50, 100] and c1["share"] == [0.25, 0.5, 1.0]
+    assert c1["steps"] == [25, 50, 100] and c1["share"] == [0.25, 0.5, 1.0] and c1["dataset"] == "nist16"
     assert [round(e["mean"], 3) for e in c1["effects"]] == [0.025, 0.05, 0.1]
     assert c1["trend"] == "moves toward the claim"
     md = C.render(json.loads(json.dumps(C.document(res, C.evaluate(res, COSTS), COSTS, MACHINE))))
     assert "Does the verdict move with training length?" in md and "moves toward the claim" in md
+    assert "| `webiml` | 0.228 | 0.253 | 0.303 | *0.140* |" in md  # each model beside the all-forged answer
+    from webiml.report.paper import steps_figure
+
+    assert steps_figure(res, rows, C.ReportConfig()) is not None
     assert C.evaluate_steps(Results(root=tmp_path, size="t", benchmark={}, efficiency={}, pairs=[])) == []

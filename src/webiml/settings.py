@@ -34,7 +34,7 @@ class BenchmarkSection:
     robustness: dict = field(default_factory=dict)
     robustness_models: tuple[str, ...] = ()
     robustness_datasets: tuple[str, ...] = ()
-    steps_dataset: str | None = None
+    steps: dict = field(default_factory=lambda: {"datasets": [], "max_images": 60})
     n_examples: int = bounded(6, 0)
     device: str = "auto"
 

@@ -161,24 +161,44 @@ def snapshots(lm: LoadedModel) -> dict[int, Path]:
     return {int(p.stem.removeprefix("step")): p for p in sorted((lm.path.parent / "snapshots").glob("step*.pt"))}
 
 
-def benchmark_steps(models: dict[str, LoadedModel], res: dict, dataset: str, progress: bool = True,
-                    device: str = "auto") -> dict:
-    """Each model's snapshots (and its final model, from ``res``) on ``dataset`` of a finished
-    :func:`run_benchmark`: ``{"dataset", "trivial": {kind: headline metrics}, "runs": {run: {step:
-    headline metrics}}}``."""
+STEP_KEYS = ("pixel_f1", "pixel_iou")
+
+
+def steps_subset(entries: Sequence, max_images: int | None, seed: int = 0) -> list:
+    """The tampered entries of a dataset, at most ``max_images`` of them drawn with ``seed`` (in order)."""
+    tampered = [e for e in entries if e[1] is not None]
+    if max_images is None or len(tampered) <= max_images:
+        return tampered
+    keep = np.random.default_rng(seed).choice(len(tampered), size=max_images, replace=False)
+    return [tampered[i] for i in sorted(keep)]
+
+
+def benchmark_steps(models: dict[str, LoadedModel], res: dict, datasets: Sequence[str], max_images: int | None = None,
+                    seed: int = 0, progress: bool = True, device: str = "auto") -> dict:
+    """Each model's snapshots (``TrainConfig.snapshots``) and its final model on the tampered images
+    of ``datasets`` (at most ``max_images`` each, the same for every model), after a finished
+    :func:`run_benchmark` (whose per-image rows give the final models' scores): ``{dataset:
+    {"n_images", "trivial": {kind: metrics}, "runs": {run: {step: metrics}}}}`` with the pixel
+    :data:`STEP_KEYS`."""
     from ..infer import load_model
 
-    spec = res["spec"][dataset]
-    out: dict = {"dataset": dataset, "trivial": {kind: {k: v.get(k) for k in HEADLINE} for kind, v in res["trivial"][dataset].items()},
-                 "runs": {}}
-    for name, lm in models.items():
-        final = int((lm.extra.get("training") or {}).get("steps") or 0)
-        curve = {str(final): {k: res["datasets"][dataset][name].get(k) for k in HEADLINE}}
-        for step, path in snapshots(lm).items():
-            s, _ = evaluate_model(load_model(path, device=device), spec, progress=progress, desc=f"{name} · step {step}",
-                                  max_side=res["max_side"])
-            curve[str(step)] = {k: s.get(k) for k in HEADLINE}
-        out["runs"][name] = dict(sorted(curve.items(), key=lambda kv: int(kv[0])))
+    out: dict = {}
+    for ds in datasets:
+        subset = steps_subset(_entries(res["spec"][ds]), max_images, seed)
+        names = {Path(img).name for img, _ in subset}
+        entry: dict = {"n_images": len(subset), "runs": {},
+                       "trivial": {k: {m: evaluate_model(trivial(k), subset, progress=False)[0].get(m) for m in STEP_KEYS}
+                                   for k in TRIVIAL}}
+        for name, lm in models.items():
+            rows = [r for r in res["rows"][ds][name] if r["name"] in names and r["tampered"]]
+            final = int((lm.extra.get("training") or {}).get("steps") or 0)
+            curve = {str(final): {m: float(np.mean([r[m.removeprefix("pixel_")] for r in rows])) if rows else None for m in STEP_KEYS}}
+            for step, path in snapshots(lm).items():
+                s, _ = evaluate_model(load_model(path, device=device), subset, progress=progress, desc=f"{name} · {ds} · step {step}",
+                                      max_side=res["max_side"])
+                curve[str(step)] = {m: s.get(m) for m in STEP_KEYS}
+            entry["runs"][name] = dict(sorted(curve.items(), key=lambda kv: int(kv[0])))
+        out[ds] = entry
     return out
 
 

@@ -118,30 +118,26 @@ def evaluate(results: Results, costs: dict, cfg: ReportConfig = ReportConfig()) 
 
 
 def evaluate_steps(results: Results, cfg: ReportConfig = ReportConfig()) -> list[dict]:
-    """Each model claim part's paired effect after 1/4, 1/2 and all of the training steps, on the
+    """Each model claim part's paired effect after 1/4, 1/2 and all of the training steps, on each
     steps dataset (``results.steps``), and its ``trend``: whether the effect at the end differs from
     the effect at the first snapshot by more than ``k_se`` standard errors of that difference."""
     rows = []
-    if not results.steps.get("runs"):
-        return rows
-    ds = results.steps["dataset"]
-    for claim in claims(cfg):
-        for part in claim.parts:
-            if part.kind != "models":
-                continue
-            better, base = results.step_values(part.better, cfg.metric), results.step_values(part.baseline, cfg.metric)
-            steps = sorted(set(better) & set(base))
-            if not steps:
-                continue
-            effects = [paired(better[s], base[s], part.scale, cfg.rule) for s in steps]
-            first, last = effects[0], effects[-1]
-            trend = UNDECIDED
-            if None not in (first.se, last.se, first.mean, last.mean):
-                d, se = last.mean - first.mean, math.hypot(first.se, last.se)
-                trend = "moves toward the claim" if d > cfg.k_se * se else "moves against the claim" if d < -cfg.k_se * se else "holds"
-            rows.append({"claim": claim.id, "part": part.label, "dataset": ds, "better": part.better, "baseline": part.baseline,
-                         "steps": steps, "share": [round(s / steps[-1], 3) for s in steps],
-                         "effects": [{"n": e.n, "mean": e.mean, "se": e.se, "verdict": e.verdict} for e in effects], "trend": trend})
+    for ds, claim, part in ((d, c, p) for d in results.steps for c in claims(cfg) for p in c.parts):
+        if part.kind != "models":
+            continue
+        better, base = results.step_values(part.better, ds, cfg.metric), results.step_values(part.baseline, ds, cfg.metric)
+        steps = sorted(set(better) & set(base))
+        if not steps:
+            continue
+        effects = [paired(better[s], base[s], part.scale, cfg.rule) for s in steps]
+        first, last = effects[0], effects[-1]
+        trend = UNDECIDED
+        if None not in (first.se, last.se, first.mean, last.mean):
+            d, se = last.mean - first.mean, math.hypot(first.se, last.se)
+            trend = "moves toward the claim" if d > cfg.k_se * se else "moves against the claim" if d < -cfg.k_se * se else "stable within the spread"
+        rows.append({"claim": claim.id, "part": part.label, "dataset": ds, "better": part.better, "baseline": part.baseline,
+                     "steps": steps, "share": [round(s / steps[-1], 3) for s in steps],
+                     "effects": [{"n": e.n, "mean": e.mean, "se": e.se, "verdict": e.verdict} for e in effects], "trend": trend})
     return rows
 
 
@@ -176,7 +172,18 @@ def document(results: Results, rows: list[dict], costs: dict, machine: dict, cfg
         "verdicts": verdicts(rows),
         "scores": scores(results, models, cfg),
         "steps": evaluate_steps(results, cfg),
+        "step_scores": step_scores(results, models, cfg),
     }
+
+
+def step_scores(results: Results, models: list[str], cfg: ReportConfig = ReportConfig()) -> dict[str, dict]:
+    """Per steps dataset: each model's mean ``cfg.metric`` over its seeds at each step, and the trivial answers'."""
+    out = {}
+    for ds, entry in results.steps.items():
+        curves = {m: {str(s): sum(v.values()) / len(v) for s, v in c.items()} for m in models if (c := results.step_values(m, ds, cfg.metric))}
+        out[ds] = {"n_images": entry.get("n_images"), "models": curves,
+                   "trivial": {k: v.get(cfg.metric) for k, v in (entry.get("trivial") or {}).items()}}
+    return out
 
 
 def commit_text(prov: dict) -> str:
@@ -250,16 +257,26 @@ def render(doc: dict) -> str:
             triv = [f"*{sc['trivial'][k]:.3f}*" if k in sc["trivial"] else "–" for k in ("all-forged", "empty")]
             lines.append(f"| {ds} | " + " | ".join(cells + triv) + " |")
     if doc.get("steps"):
-        ds = doc["steps"][0]["dataset"]
         lines += ["", "## Does the verdict move with training length?", "",
-                  f"Each claim's paired effect on {ds} after a quarter, half and all of the training steps (snapshots of the same "
-                  f"runs); the trend compares the effect at the end with the first snapshot (more than {doc['config']['k_se']:g} "
-                  "standard errors of the difference: it moves; otherwise it holds). Figure: [paper/effect_vs_steps.png](paper/effect_vs_steps.png).", "",
-                  "| claim | part | " + " | ".join(f"{s:.0%} of steps" for s in doc["steps"][0]["share"]) + " | trend |",
-                  "|---|---|" + "---|" * (len(doc["steps"][0]["share"]) + 1)]
-        for r in doc["steps"]:
-            cells = [f"{_num(e['mean'])}" + (f" ± {e['se']:.3f}" if e["se"] is not None else "") for e in r["effects"]]
-            lines.append(f"| {r['claim']} | {r['part']} | " + " | ".join(cells) + f" | {r['trend']} |")
+                  "Each claim's paired effect after a quarter, half and all of the training steps (snapshots of the same runs, "
+                  "on a fixed subset of each dataset's tampered images); the trend compares the effect at the end with the first "
+                  f"snapshot (more than {doc['config']['k_se']:g} standard errors of the difference: it moves; otherwise it is "
+                  "stable within the spread). Figure: [paper/effect_vs_steps.png](paper/effect_vs_steps.png)."]
+        for ds, sc in (doc.get("step_scores") or {}).items():
+            rows = [r for r in doc["steps"] if r["dataset"] == ds]
+            if not rows:
+                continue
+            lines += ["", f"**{ds}** ({sc['n_images']} tampered images):", "",
+                      "| claim | part | " + " | ".join(f"{s:.0%} of steps" for s in rows[0]["share"]) + " | trend |",
+                      "|---|---|" + "---|" * (len(rows[0]["share"]) + 1)]
+            for r in rows:
+                cells = [f"{_num(e['mean'])}" + (f" ± {e['se']:.3f}" if e["se"] is not None else "") for e in r["effects"]]
+                lines.append(f"| {r['claim']} | {r['part']} | " + " | ".join(cells) + f" | {r['trend']} |")
+            lines += ["", "| model (mean over seeds) | " + " | ".join(f"{s:.0%}" for s in rows[0]["share"]) + " | *all-forged* |",
+                      "|---|" + "---|" * (len(rows[0]["share"]) + 1)]
+            for m, curve in sc["models"].items():
+                vals = list(curve.values())
+                lines.append(f"| `{m}` | " + " | ".join(f"{v:.3f}" for v in vals) + f" | *{sc['trivial'].get('all-forged', float('nan')):.3f}* |")
     if doc["costs"]:
         lines += ["", "## Costs behind C8", "", "| model | parameters (M) | GFLOPs | input | latency (ms, this machine) |", "|---|---|---|---|---|"]
         for name, c in doc["costs"].items():

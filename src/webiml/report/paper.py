@@ -178,34 +178,36 @@ def real_benchmarks(results: Results, cfg: ReportConfig) -> str:
 
 
 def steps_figure(results: Results, steps_rows: list[dict], cfg: ReportConfig):
-    """Left: each model claim's paired effect (± k·SE) against the share of training steps; right:
-    each model's score (mean ± std over seeds) against the steps, with the all-forged answer."""
+    """Per steps dataset (one row each), left: each model claim's paired effect (± k·SE) against
+    the share of training steps; right: each model's score (mean ± std over seeds) against it, with
+    the all-forged answer."""
     import matplotlib.pyplot as plt
 
-    if not steps_rows:
+    sets = [ds for ds in results.steps if any(r["dataset"] == ds for r in steps_rows)]
+    if not sets:
         return None
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
-    for r in steps_rows:
-        m = [e["mean"] for e in r["effects"]]
-        se = [cfg.k_se * (e["se"] or 0.0) for e in r["effects"]]
-        a.errorbar(r["share"], m, yerr=se, marker="o", capsize=3, label=f"{r['claim']} {r['part']} ({r['trend']})")
-    a.axhline(0, color="k", lw=0.8)
-    a.set_xlabel("share of the training steps")
-    a.set_ylabel(f"paired effect ({cfg.metric})")
-    a.set_title(f"Claims on {results.steps['dataset']}: effect ± {cfg.k_se:g} SE vs training length", fontsize=9)
-    a.legend(fontsize=6)
-    for model in sorted({RunId.parse(run).name for run in results.steps["runs"]}):
-        curve = results.step_values(model, cfg.metric)
-        x = list(curve)
-        b.errorbar([s / x[-1] for s in x], [np.mean(list(v.values())) for v in curve.values()],
-                   yerr=[np.std(list(v.values()), ddof=1) if len(v) > 1 else 0.0 for v in curve.values()], marker="o", capsize=2, label=model)
-    triv = (results.steps.get("trivial") or {}).get("all-forged", {}).get(cfg.metric)
-    if triv is not None:
-        b.axhline(triv, ls="--", color="grey", label="all-forged (trivial)")
-    b.set_xlabel("share of the training steps")
-    b.set_ylabel(cfg.metric)
-    b.set_title(f"Each model on {results.steps['dataset']} (mean ± std over seeds)", fontsize=9)
-    b.legend(fontsize=6)
+    fig, axes = plt.subplots(len(sets), 2, figsize=(12, 4.2 * len(sets)), squeeze=False)
+    for (a, b), ds in zip(axes, sets):
+        for r in (r for r in steps_rows if r["dataset"] == ds):
+            a.errorbar(r["share"], [e["mean"] for e in r["effects"]], yerr=[cfg.k_se * (e["se"] or 0.0) for e in r["effects"]],
+                       marker="o", capsize=3, label=f"{r['claim']} {r['part']} ({r['trend']})")
+        a.axhline(0, color="k", lw=0.8)
+        a.set_xlabel("share of the training steps")
+        a.set_ylabel(f"paired effect ({cfg.metric})")
+        a.set_title(f"Claims on {ds}: effect ± {cfg.k_se:g} SE vs training length", fontsize=9)
+        a.legend(fontsize=6)
+        for model in sorted({RunId.parse(run).name for run in results.steps[ds]["runs"]}):
+            curve = results.step_values(model, ds, cfg.metric)
+            x = list(curve)
+            b.errorbar([s / x[-1] for s in x], [np.mean(list(v.values())) for v in curve.values()],
+                       yerr=[np.std(list(v.values()), ddof=1) if len(v) > 1 else 0.0 for v in curve.values()], marker="o", capsize=2, label=model)
+        triv = (results.steps[ds].get("trivial") or {}).get("all-forged", {}).get(cfg.metric)
+        if triv is not None:
+            b.axhline(triv, ls="--", color="grey", label="all-forged (trivial)")
+        b.set_xlabel("share of the training steps")
+        b.set_ylabel(cfg.metric)
+        b.set_title(f"Each model on {ds} ({results.steps[ds].get('n_images')} tampered images; mean ± std over seeds)", fontsize=9)
+        b.legend(fontsize=6)
     fig.tight_layout()
     return fig
 

@@ -33,7 +33,7 @@ class Results:
     pairs: list[dict]               # per pair and annotation method: id, category, iou, f1, qes, ...
     metrics: dict = field(default_factory=dict)   # {stage: its metrics JSON}
     real_pairs: dict = field(default_factory=dict)  # {real set: per pair and method rows} (the check_real stage)
-    steps: dict = field(default_factory=dict)       # the benchmark of snapshots ("dataset", "trivial", "runs": {run: {step: metrics}})
+    steps: dict = field(default_factory=dict)       # the benchmark of snapshots: {dataset: {"n_images", "trivial", "runs": {run: {step: metrics}}}}
 
     def datasets(self) -> list[str]:
         return list(self.benchmark.get("datasets", {}))
@@ -70,10 +70,10 @@ class Results:
         """``{kind: value}`` of the trivial answers (all-forged, empty) on ``dataset`` (pooled like the models)."""
         if dataset == POOLED:
             sets = self.real_datasets()
-            w = {ds: next(iter(self.benchmark["datasets"][ds].values())).get("n_tampered") or 0 for ds in sets}
-            kinds = self.benchmark.get("trivial", {}).get(sets[0], {}) if sets else {}
-            return {k: sum(w[ds] * self.benchmark["trivial"][ds][k][key] for ds in sets) / max(1, sum(w.values()))
-                    for k in kinds if all(_finite(self.benchmark["trivial"][ds][k].get(key)) for ds in sets)}
+            per = {ds: self.trivial(ds, key) for ds in sets}
+            w = {ds: next(iter(self.benchmark["datasets"][ds].values()), {}).get("n_tampered") or 0 for ds in sets}
+            kinds = set.intersection(*(set(v) for v in per.values())) if per else set()
+            return {k: sum(w[ds] * per[ds][k] for ds in sets) / max(1, sum(w.values())) for k in sorted(kinds)}
         return {k: float(v[key]) for k, v in self.benchmark.get("trivial", {}).get(dataset, {}).items() if _finite(v.get(key))}
 
     def pair_values(self, method: str, key: str = "iou", category: str | None = None, real: str | None = None) -> dict[str, float]:
@@ -83,10 +83,10 @@ class Results:
         return {r["id"]: float(r[key]) for r in rows
                 if r["method"] == method and r.get(key) is not None and (category is None or r.get("category") == category)}
 
-    def step_values(self, model: str, key: str) -> dict[int, dict[int, float]]:
-        """``{step: {seed: value}}`` of ``model``'s snapshots and final models on the steps dataset."""
+    def step_values(self, model: str, dataset: str, key: str) -> dict[int, dict[int, float]]:
+        """``{step: {seed: value}}`` of ``model``'s snapshots and final models on ``dataset`` (``steps``)."""
         out: dict[int, dict[int, float]] = {}
-        for run, curve in self.steps.get("runs", {}).items():
+        for run, curve in self.steps.get(dataset, {}).get("runs", {}).items():
             rid = RunId.parse(run)
             if rid.name != model:
                 continue
