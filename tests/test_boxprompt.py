@@ -112,6 +112,17 @@ def test_loss_is_bce_against_sklearn(soft):
     assert (total.item() == pytest.approx(hard.item())) != soft
 
 
+def test_dice_weight_adds_the_soft_dice_of_the_binarised_target():
+    m = _student(width=8, n_prototypes=2, dice_weight=0.5)
+    with torch.no_grad():
+        out = m(torch.rand(2, 3, 32, 32))
+    target = torch.rand(2, 1, 32, 32)
+    total, parts = m.loss(out, target)
+    p, y = out["prob"].numpy().reshape(2, -1).astype(np.float64), (target.numpy().reshape(2, -1) > 0.5)
+    dice = np.mean(1 - (2 * (p * y).sum(1) + 1) / (p.sum(1) + y.sum(1) + 1))
+    assert parts["dice"] == pytest.approx(dice, rel=1e-5) and total.item() == pytest.approx(parts["bce"] + 0.5 * dice, rel=1e-5)
+
+
 def test_gradients_reach_prototypes_gates_and_encoder():
     m = _student(width=16, n_prototypes=4).train()
     out = m(torch.rand(2, 3, 64, 64))

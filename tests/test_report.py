@@ -222,6 +222,11 @@ def test_effect_against_training_length(tmp_path):
     md = C.render(json.loads(json.dumps(C.document(res, C.evaluate(res, COSTS), COSTS, MACHINE))))
     assert "Does the verdict move with training length?" in md and "moves toward the claim" in md
     assert "| `webiml` | 0.228 | 0.253 | 0.303 | *0.140* |" in md  # each model beside the all-forged answer
+    assert "On nist16, `webiml` beats the all-forged answer after its 100 steps (0.303 vs 0.140)." in md
+    low = {"trivial": {"all-forged": 0.3}, "models": {"m": {"25": 0.1, "50": 0.15, "100": 0.2}}}
+    assert "gained +0.050; at that rate it would need about 2.0 more doublings, some 400 steps" in C.budget_note("coverage", low)
+    flat = {"trivial": {"all-forged": 0.3}, "models": {"m": {"50": 0.2, "100": 0.19}}}
+    assert "did not grow" in C.budget_note("coverage", flat)
     from webiml.report.paper import steps_figure
 
     assert steps_figure(res, rows, C.ReportConfig()) is not None

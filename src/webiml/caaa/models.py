@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..models.encoders import DEFAULT_ENCODER, create_encoder, encoder_stats, feature_channels
-from ..models.heads import FPNDecoder, conv_bn_relu
+from ..models.heads import FPNDecoder, conv_bn_relu, dice_loss
 
 
 def to_tensor(img: np.ndarray, size: int) -> torch.Tensor:
@@ -225,11 +225,7 @@ class CorrDINO(_Segmenter):
 
 def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """BCE + soft Dice (per image): the segmenters' :meth:`loss`."""
-    bce = F.binary_cross_entropy_with_logits(logits, mask)
-    p = torch.sigmoid(logits).flatten(1)
-    m = mask.flatten(1)
-    dice = 1 - (2 * (p * m).sum(1) + 1) / (p.sum(1) + m.sum(1) + 1)
-    return bce + dice.mean()
+    return F.binary_cross_entropy_with_logits(logits, mask) + dice_loss(torch.sigmoid(logits), mask)
 
 
 #: the (model, config) classes a CAAAv2 annotator checkpoint may name (``load_checkpoint(..., classes=NETWORKS)``)

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .encoders import DEFAULT_ENCODER, create_encoder, encoder_stats, feature_channels
-from .heads import conv_bn_relu
+from .heads import conv_bn_relu, dice_loss
 
 _EPS = 1e-6  # A is clamped to [eps, 1 - eps] before the logit
 
@@ -45,6 +45,7 @@ class BoxPromptConfig:
     gates: bool = True
     alpha: float = 0.5
     soft_labels: bool = False
+    dice_weight: float = 0.0  # + this × soft Dice to the BCE (0: the paper's loss)
     input_size: int = 224  # training crop side; the model itself accepts any size
 
 
@@ -136,8 +137,8 @@ class BoxPromptStudent(nn.Module):
         return out
 
     def loss(self, out: dict[str, torch.Tensor], target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """BCE with logits against ``target`` (B, 1, H, W) in [0, 1]: the teacher's soft mask with
-        ``soft_labels``, else binarised at 0.5."""
+        """BCE with logits against ``target`` (B, 1, H, W) in [0, 1] (the teacher's soft mask with
+        ``soft_labels``, else binarised at 0.5), plus ``dice_weight`` × soft Dice."""
         logits = out["logits"]
         if target.shape != logits.shape:
             raise ValueError(f"target shape {tuple(target.shape)} != logits shape {tuple(logits.shape)}")
@@ -145,7 +146,10 @@ class BoxPromptStudent(nn.Module):
         if not self.cfg.soft_labels:
             target = (target > 0.5).to(logits.dtype)
         bce = F.binary_cross_entropy_with_logits(logits, target)
-        return bce, {"bce": bce.item()}
+        if not self.cfg.dice_weight:
+            return bce, {"bce": bce.item()}
+        dice = dice_loss(torch.sigmoid(logits), target)
+        return bce + self.cfg.dice_weight * dice, {"bce": bce.item(), "dice": dice.item()}
 
 
 def _resize(t: torch.Tensor, size) -> torch.Tensor:

@@ -24,3 +24,9 @@ class FPNDecoder(nn.Module):
         for lat, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1])):
             x = lat(f) + F.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False)
         return self.smooth(x)
+
+
+def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss ``1 − (2Σpy + s) / (Σp + Σy + s)`` per image, averaged over the batch."""
+    p, y = prob.flatten(1), target.flatten(1)
+    return (1.0 - (2.0 * (p * y).sum(1) + smooth) / (p.sum(1) + y.sum(1) + smooth)).mean()

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .encoders import DEFAULT_ENCODER, create_encoder, encoder_stats, feature_channels
-from .heads import FPNDecoder, conv_bn_relu
+from .heads import FPNDecoder, conv_bn_relu, dice_loss
 
 DECODERS = ("webiml", "fpn")
 _KERNEL_INPUT = 32  # the kernel generator sees the probability map at this fixed size
@@ -289,7 +289,3 @@ def ohem_bce(logits: torch.Tensor, target: torch.Tensor, thresh: float = 0.7, mi
     return loss[ohem_select(loss, thresh, min_kept)].mean()
 
 
-def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """Soft Dice loss ``1 − (2Σpy + s) / (Σp + Σy + s)`` per image, averaged over the batch."""
-    p, y = prob.flatten(1), target.flatten(1)
-    return (1.0 - (2.0 * (p * y).sum(1) + smooth) / (p.sum(1) + y.sum(1) + smooth)).mean()

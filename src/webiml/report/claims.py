@@ -186,6 +186,29 @@ def step_scores(results: Results, models: list[str], cfg: ReportConfig = ReportC
     return out
 
 
+def budget_note(dataset: str, scores: dict) -> str:
+    """What training length a steps dataset asks for, read off :func:`step_scores`: whether the best
+    model beats the all-forged answer at the end, and if not, how many doublings of the steps its
+    last doubling's gain would take to get there (a two-point extrapolation, said as such)."""
+    triv = (scores.get("trivial") or {}).get("all-forged")
+    curves = {m: {int(s): v for s, v in c.items()} for m, c in scores.get("models", {}).items() if len(c) >= 2}
+    if triv is None or not curves:
+        return ""
+    best = max(curves, key=lambda m: curves[m][max(curves[m])])
+    steps = sorted(curves[best])
+    end, half = steps[-1], steps[-2]
+    score = curves[best][end]
+    if score > triv:
+        return f"On {dataset}, `{best}` beats the all-forged answer after its {end} steps ({score:.3f} vs {triv:.3f})."
+    gain = (curves[best][end] - curves[best][half]) / math.log2(end / half)
+    head = f"On {dataset} no model beats the all-forged answer ({triv:.3f}) after its steps; the best, `{best}`, scores {score:.3f} after {end}."
+    if gain <= 0:
+        return head + " Its score did not grow over its last doubling of steps: at this size, more steps alone do not close the gap."
+    k = (triv - score) / gain
+    return (head + f" Over its last doubling of steps it gained {gain:+.3f}; at that rate it would need about {k:.1f} more "
+            f"doublings, some {end * 2 ** k:,.0f} steps (a two-point extrapolation, not a measurement).")
+
+
 def commit_text(prov: dict) -> str:
     """``commit abc123`` (with "plus uncommitted changes" when the tree differed), or "an unknown commit"."""
     if not prov.get("commit"):
@@ -277,6 +300,8 @@ def render(doc: dict) -> str:
             for m, curve in sc["models"].items():
                 vals = list(curve.values())
                 lines.append(f"| `{m}` | " + " | ".join(f"{v:.3f}" for v in vals) + f" | *{sc['trivial'].get('all-forged', float('nan')):.3f}* |")
+            if note := budget_note(ds, sc):
+                lines += ["", note]
     if doc["costs"]:
         lines += ["", "## Costs behind C8", "", "| model | parameters (M) | GFLOPs | input | latency (ms, this machine) |", "|---|---|---|---|---|"]
         for name, c in doc["costs"].items():
