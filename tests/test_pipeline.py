@@ -206,7 +206,7 @@ def test_smoke_dag(smoke_workspace):
     assert all((ws / "models/boxprompt" / s / f"seed{k}/model.pt").is_file() for s in bpp["students"] for k in bpp["seeds"])
     assert 0.0 <= bp["pseudo_masks"]["teacher"]["iou"] <= 1.0
     bench = json.loads((ws / "reports/metrics/benchmark.json").read_text())
-    assert set(bench["synthetic"]) == {*params_variants(ws), *bpp["students"]}
+    assert set(bench["synthetic"]) == {*params_variants(ws), *bpp["students"], "all-forged", "empty"}
     assert all(bench["synthetic"][s]["seeds"] == len(bpp["seeds"]) for s in bpp["students"])
     assert all(0.0 <= m["pixel_f1"] <= 1.0 for m in bench["synthetic"].values())
     assert (ws / "reports/benchmark/synthetic.md").read_text().count("| webiml") >= 2
