@@ -469,7 +469,9 @@ def test_paper_smoke_runs_the_paper_shapes_through_the_whole_dag(tmp_path):
     assert training["train"]["batch_size"] == 16 and training["train"]["num_workers"] == 2 and training["finished"]
     ann = json.loads((ws / "reports/metrics/train_annotators.json").read_text())
     assert ann["dass"]["steps"] == 2 and ann["pool"]["n_train"] + ann["pool"]["n_val"] == p["train_annotators"]["pool"]["n_pairs"]
-    curves = json.loads((ws / "reports/benchmark/benchmark_full.json").read_text())["robustness"]["synthetic"]["webiml@seed0"]
-    assert {k: sorted(map(float, v)) for k, v in curves.items()} == {k: sorted(map(float, v)) for k, v in p["benchmark"]["robustness"].items()}
+    robustness = json.loads((ws / "reports/benchmark/benchmark_full.json").read_text())["robustness"]
+    assert set(robustness) <= set(p["benchmark"]["robustness_datasets"])  # only where the real set is present
+    for curves in (r["webiml@seed0"] for r in robustness.values()):
+        assert {k: sorted(map(float, v)) for k, v in curves.items()} == {k: sorted(map(float, v)) for k, v in p["benchmark"]["robustness"].items()}
     assert (ws / "reports/REPRODUCTION.md").is_file()
     print(f"paper-smoke DAG: {seconds:.0f} s")
