@@ -22,6 +22,8 @@ from webiml.cli import main
 from webiml.infer import DETECTORS
 from webiml.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
+pytestmark = pytest.mark.hostile
+
 
 class RunsCode:
     """Unpickling this object creates ``marker``: what a hostile checkpoint would do."""

@@ -28,6 +28,8 @@ from webiml.synth import EVIDENT_PAIRS, encode
 
 from dataclasses import replace
 
+pytestmark = pytest.mark.hostile
+
 CFG = CollectConfig(workers=1, seed=3, synthetic=replace(EVIDENT_PAIRS, base_side=(256, 320)))
 
 

@@ -19,6 +19,8 @@ from PIL import Image
 from webiml import io
 from webiml.cli import main as cli
 
+pytestmark = pytest.mark.hostile
+
 H, W = 24, 32
 LONG = "x" * 300 + ".png"  # a name over 255 bytes: ENAMETOOLONG
 
