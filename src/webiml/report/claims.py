@@ -210,7 +210,8 @@ def budget_note(dataset: str, scores: dict) -> str:
 
 
 def commit_text(prov: dict | None) -> str:
-    """``commit abc123`` (with "plus uncommitted changes" when the tree differed), or "an unknown commit"."""
+    """``commit abc123`` (with "plus uncommitted changes" when the tree differed), "an unknown commit"
+    (run outside a git checkout), or "an unrecorded commit" (``None``: a document older than provenance)."""
     if prov is None:
         return "an unrecorded commit (the report predates recorded commits)"
     if not prov.get("commit"):
