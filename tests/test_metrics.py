@@ -23,6 +23,7 @@ from webiml.evaluate import (
     inverted_f1,
     mean_scores,
     pixel_auc,
+    threshold_curve,
     pixel_scores,
 )
 
@@ -99,6 +100,22 @@ def test_pixel_auc():
     assert pixel_auc(truth.astype(float), truth) == 1.0
     assert math.isnan(pixel_auc(prob, np.zeros((16, 16), bool)))
     assert math.isnan(pixel_auc(prob, np.ones((16, 16), bool)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pixel_auc_matches_sklearn_with_ties_and_float32(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.random((31, 29)) < rng.uniform(0.02, 0.6)
+    prob = np.clip(truth * 0.2 + rng.random((31, 29)) * 0.8, 0, 1).astype(np.float32 if seed % 2 else np.float64)
+    if seed % 3 == 0:
+        prob = np.round(prob, 1)  # many ties, across both classes
+    curve = threshold_curve(prob, truth)
+    assert pixel_auc(prob, truth) == pytest.approx(roc_auc_score(truth.ravel(), prob.ravel()), abs=1e-12)
+    assert pixel_auc(prob, truth, curve) == pixel_auc(prob, truth)
+    assert best_threshold_f1(prob, truth, curve) == best_threshold_f1(prob, truth)
+    tp, fp, n_pos, n_neg = curve
+    assert (n_pos, n_neg) == (int(truth.sum()), truth.size - int(truth.sum()))
+    assert tp[-1] + fp[-1] == truth.size and np.all(np.diff(tp) >= 0) and np.all(np.diff(fp) >= 0)
 
 
 # ------------------------------------------------------------------------ image level

@@ -9,6 +9,7 @@ from .metrics import (
     mean_scores,
     pixel_auc,
     pixel_scores,
+    threshold_curve,
 )
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "mean_scores",
     "pixel_auc",
     "pixel_scores",
+    "threshold_curve",
 ]
