@@ -277,7 +277,11 @@ def _check_real_data(ws: Path, bench: dict, doc: dict, present: bool) -> None:
     assert mix["real"]["n"] == n and mix["real"]["share"] > 0
     assert json.loads((ws / "reports/metrics/train_boxprompt.json").read_text())["pseudo_masks"]["n_by_source"]["real"] == n
     check = json.loads((ws / "reports/metrics/check_real.json").read_text())
-    assert set(check["coverage"]["quality"]) == {"caaa", "unified", "naive"} and check["coverage"]["n_pairs"] == n
+    assert set(check["coverage"]["quality"]) == {"caaa", "caaa-classifier", "unified", "naive"} and check["coverage"]["n_pairs"] == n
+    jpeg = check["noso"]["degraded"]["jpeg"]  # the smoke size's one web degradation, on every NoSo pair
+    assert jpeg["steps"] == {"jpeg": 70} and jpeg["n_pairs"] == check["noso"]["n_pairs"] and jpeg["vs_clean"]["caaa"]["n"] > 0
+    rows = [json.loads(line) for line in (ws / "reports/real_pairs/noso.jsonl").read_text().splitlines() if line.strip()]
+    assert {r["condition"] for r in rows} == {"clean", "jpeg"}
     assert (ws / "reports/real_pairs/coverage.jsonl").is_file() and (ws / "reports/benchmark/datasets.md").is_file()
 
 

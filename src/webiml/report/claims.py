@@ -102,10 +102,12 @@ def evaluate(results: Results, costs: dict, cfg: ReportConfig = ReportConfig()) 
                     effect = paired(results.pair_values(part.better, "iou", cat), results.pair_values(part.baseline, "iou", cat),
                                     part.scale, cfg.rule)
                     rows.append(_row(claim, part, name, "pairs (IoU; one annotator training)", effect))
-                for real in results.real_pairs:  # real pairs with truth (check_real)
-                    effect = paired(results.pair_values(part.better, "iou", real=real), results.pair_values(part.baseline, "iou", real=real),
-                                    part.scale, cfg.rule)
-                    rows.append(_row(claim, part, f"{real} pairs", "pairs (IoU; one annotator training)", effect))
+                for real in results.real_pairs:  # real pairs with truth (check_real), clean and after the web degradation chain
+                    for cond in [c for c in results.real_conditions(real) if c in ("clean", "chain")]:
+                        effect = paired(results.pair_values(part.better, "iou", real=real, condition=cond),
+                                        results.pair_values(part.baseline, "iou", real=real, condition=cond), part.scale, cfg.rule)
+                        where = f"{real} pairs" if cond == "clean" else f"{real} pairs, web-degraded"
+                        rows.append(_row(claim, part, where, "pairs (IoU; one annotator training)", effect))
             else:  # a count, not a sample: no spread to weigh
                 s, t = (costs.get(part.better) or {}).get("gflops"), (costs.get(part.baseline) or {}).get("gflops")
                 if s is None or t is None:

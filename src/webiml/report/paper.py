@@ -95,14 +95,24 @@ def real_pair_quality(results: Results) -> str:
            "The same methods on real forged/authentic pairs (the check_real stage). COVERAGE's truth is exactly what changed "
            "between the two images; NoSo's also marks the copy-move's source, which a pair cannot show: read it against the "
            "ceiling.", ""]
-    rows = []
+    f = lambda x, d=3: "–" if x is None else f"{x:.{d}f}"  # noqa: E731
+    order = ["caaa", "caaa-classifier", "unified", "naive"]
+    rows, degraded = [], []
     for real, pairs in results.real_pairs.items():
-        for m in sorted({r["method"] for r in pairs}, key=["caaa", "caaa-classifier", "unified", "naive"].index):
-            o = Q.summary([r for r in pairs if r["method"] == m])["overall"]
-            f = lambda x, d=3: "–" if x is None else f"{x:.{d}f}"  # noqa: E731
-            rows.append([real, m, o["n"], f"{f(o['mean_iou'])} / {f(o['mean_f1'])}", f(o["mean_visible_iou"]), f(o["ceiling_iou"]),
-                         f(o["share_of_ceiling"], 2)])
-    return "\n".join(out) + _table(["pairs", "method", "n", "IoU / F1", "visible IoU", "ceiling IoU", "share of ceiling"], rows) + "\n"
+        methods = sorted({r["method"] for r in pairs}, key=lambda m: order.index(m) if m in order else len(order))
+        for cond in results.real_conditions(real):
+            summaries = {m: Q.summary([r for r in pairs if r["method"] == m and r.get("condition", "clean") == cond])["overall"]
+                         for m in methods}
+            if cond == "clean":
+                rows += [[real, m, o["n"], f"{f(o['mean_iou'])} / {f(o['mean_f1'])}", f(o["mean_visible_iou"]), f(o["ceiling_iou"]),
+                          f(o["share_of_ceiling"], 2)] for m, o in summaries.items()]
+            degraded.append([real, cond, next(iter(summaries.values()))["n"], *(f(o["mean_iou"]) for o in summaries.values())])
+    text = "\n".join(out) + "\n" + _table(["pairs", "method", "n", "IoU / F1", "visible IoU", "ceiling IoU", "share of ceiling"], rows) + "\n"
+    if any(r[1] != "clean" for r in degraded):
+        text += ("\nThe same pairs after web degradations of the forged image (check_real's `degradations`: each step alone, "
+                 "then the chain; a seeded subset of the pairs, `degraded_pairs`), mean label IoU:\n\n"
+                 + _table(["pairs", "condition", "n", *methods], degraded) + "\n")
+    return text
 
 
 def qes_figure(results: Results, threshold: float):

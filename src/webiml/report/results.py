@@ -76,12 +76,19 @@ class Results:
             return {k: sum(w[ds] * per[ds][k] for ds in sets) / max(1, sum(w.values())) for k in sorted(kinds)}
         return {k: float(v[key]) for k, v in self.benchmark.get("trivial", {}).get(dataset, {}).items() if _finite(v.get(key))}
 
-    def pair_values(self, method: str, key: str = "iou", category: str | None = None, real: str | None = None) -> dict[str, float]:
+    def pair_values(self, method: str, key: str = "iou", category: str | None = None, real: str | None = None,
+                    condition: str = "clean") -> dict[str, float]:
         """``{pair id: value}`` of an annotation method on the synthetic corpus (truth known), or on
-        the ``real`` set's pairs (check_real)."""
+        the ``real`` set's pairs (check_real) under ``condition`` (``clean`` or a web degradation)."""
         rows = self.pairs if real is None else self.real_pairs.get(real, [])
         return {r["id"]: float(r[key]) for r in rows
-                if r["method"] == method and r.get(key) is not None and (category is None or r.get("category") == category)}
+                if r["method"] == method and r.get(key) is not None and (category is None or r.get("category") == category)
+                and (real is None or r.get("condition", "clean") == condition)}
+
+    def real_conditions(self, real: str) -> list[str]:
+        """The conditions the ``real`` set's pairs were annotated under, ``clean`` first."""
+        seen = dict.fromkeys(r.get("condition", "clean") for r in self.real_pairs.get(real, []))
+        return sorted(seen, key=lambda c: c != "clean")
 
     def step_values(self, model: str, dataset: str, key: str) -> dict[int, dict[int, float]]:
         """``{step: {seed: value}}`` of ``model``'s snapshots and final models on ``dataset`` (``steps``)."""
