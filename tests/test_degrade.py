@@ -53,6 +53,17 @@ def test_crop_and_rescale_carry_the_truth():
     assert (mask & expected).sum() / (mask | expected).sum() > 0.9
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_the_crop_keeps_the_whole_edit_where_it_fits(seed):
+    rgb, truth = _image_and_truth()  # the edit: rows 30-59, columns 40-79 of 90 x 120
+    _, mask, meta = degrade_pair(rgb, truth, WebDegradation(crop=0.5), np.random.default_rng(seed))
+    assert mask.sum() == truth.sum()
+    edge = np.zeros_like(truth)
+    edge[:, 100:] = True  # an edit wider than the window: any offset, the rest of the edit cut away
+    _, mask, _ = degrade_pair(rgb, edge | truth, WebDegradation(crop=0.5), np.random.default_rng(seed))
+    assert 0 < mask.sum() < (edge | truth).sum()
+
+
 def test_colour_and_jpeg_keep_the_geometry():
     rgb, truth = _image_and_truth()
     img, mask, meta = degrade_pair(rgb, truth, WebDegradation(colour=0.1, jpeg=70), np.random.default_rng(0))

@@ -73,16 +73,26 @@ def colour_shift(rgb: np.ndarray, c: float) -> np.ndarray:
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
+def _window(coords: np.ndarray, size: int, full: int) -> tuple[int, int]:
+    """``[low, high)`` of the offsets of a ``size`` window in ``[0, full)`` that hold every coordinate
+    in ``coords`` when they fit in one window; else every offset."""
+    if coords.size and coords.max() + 1 - coords.min() <= size:
+        return max(0, int(coords.max()) + 1 - size), min(int(coords.min()), full - size) + 1
+    return 0, full - size + 1
+
+
 def degrade_pair(rgb: np.ndarray, truth: np.ndarray, deg: WebDegradation, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray, dict]:
     """The forged image and its truth after ``deg`` (crop, rescale, colour; JPEG is left to the
-    writer); ``meta`` says what was done."""
+    writer); ``meta`` says what was done. The crop keeps the whole edit when it fits in the window."""
     h, w = rgb.shape[:2]
     meta: dict = {}
     x0, y0, cw, ch = 0, 0, w, h
-    if deg.crop is not None:
-        cw, ch = max(16, round(w * deg.crop)), max(16, round(h * deg.crop))
-        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    if deg.crop is not None:  # the window keeps the whole edit where it fits: a web copy crops around its subject
+        cw, ch = min(w, max(16, round(w * deg.crop))), min(h, max(16, round(h * deg.crop)))
+        ys, xs = np.nonzero(truth)
+        x0 = int(rng.integers(*_window(xs, cw, w)))
+        y0 = int(rng.integers(*_window(ys, ch, h)))
         meta["crop"] = [x0, y0, x0 + cw, y0 + ch]
     out = rgb[y0:y0 + ch, x0:x0 + cw]
     sx = sy = 1.0
