@@ -79,8 +79,8 @@ bench: env            ## speed and memory benchmarks (numbers for the README)
 gpu-check:            ## every trainer and inference path at paper shapes on the GPU -> reports/metrics/gpu_check.json
 	PYTHONPATH=src $(PYTHON) benchmarks/gpu_check.py --device cuda --out reports/metrics/gpu_check.json
 
-lab: env              ## JupyterLab on the notebooks
-	jupyter lab notebooks/
+lab: env              ## JupyterLab on the repository (notebooks/ opens first; reports/ and docs/ in reach)
+	jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks
 
 clean-runs:
 	rm -rf runs/

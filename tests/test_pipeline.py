@@ -382,6 +382,14 @@ def test_stage_notebooks_run_as_opened_in_jupyterlab(smoke_workspace, tmp_path):
     shutil.rmtree(ws / "scratch")
 
 
+
+def test_make_lab_serves_the_repository_and_opens_the_notebooks():
+    """``make lab``'s root is the repository (executed notebooks in reports/, figures, docs in reach)."""
+    out = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    cmd = next(line for line in out.splitlines() if line.startswith("jupyter lab"))
+    assert f'--ServerApp.root_dir="{ROOT}"' in cmd, cmd
+    assert "--LabApp.default_url=/lab/tree/notebooks" in cmd, cmd
+
 @pytest.mark.slow
 def test_a_code_edit_reruns_only_the_stages_that_use_it(smoke_workspace, tmp_path):
     """Module boundaries are recompute boundaries: after an edit DVC re-runs exactly these stages (and
