@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (webiml)" >/dev/null
 	@touch $(STAMP)
 
-repro: env            ## the whole pipeline at the default (mini) size
+repro: env            ## the whole pipeline at the default (mini) size, then the docs' generated numbers
 	python -m webiml.stage link
 	dvc repro
+	python -m webiml.report.facts
 
 smoke: env            ## the whole DAG at smoke size, in runs/smoke
 	python -m webiml.stage workspace smoke runs/smoke

@@ -134,7 +134,8 @@ def test_published_report_and_readme_quote_only_the_claims_document():
         return
     doc = json.loads(doc_file.read_text())
     assert (ROOT / "docs/results/REPRODUCTION.md").read_text() == C.render(doc)
-    assert readme_with_block(readme, doc, "docs/results/REPRODUCTION.md") == readme
+    times = ROOT / "docs/results/stage_times.json"
+    assert readme_with_block(readme, doc, "docs/results/REPRODUCTION.md", json.loads(times.read_text()) if times.is_file() else None) == readme
 
 
 def test_publish_copies_the_report_and_rewrites_the_readme_block(tmp_path):
@@ -149,6 +150,10 @@ def test_publish_copies_the_report_and_rewrites_the_readme_block(tmp_path):
     (ws / "reports/paper/small.png").write_bytes(b"x" * 100)
     (ws / "reports/paper/huge.png").write_bytes(b"x" * (2 << 20))
     (ws / "reports/paper/README.md").write_text("- [Small](small.png)\n- [Huge](huge.png)\n")
+    (ws / "reports/notebooks").mkdir(parents=True)
+    for name, where, seconds in (("05_train_webiml@webiml-1", ws, 150.0), ("05_train_webiml@webiml-2", ws, 90.0), ("01_collect", tmp_path, 60.0)):
+        meta = {"papermill": {"duration": seconds, "output_path": str(where / "reports/notebooks" / f"{name}.ipynb")}}
+        (ws / "reports/notebooks" / f"{name}.ipynb").write_text(json.dumps({"cells": [], "metadata": meta}))
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{BEGIN}\nPLACEHOLDER\n{END}\n\nrest\n")
     dest = publish(ws, tmp_path / "docs/results", readme)
@@ -157,6 +162,9 @@ def test_publish_copies_the_report_and_rewrites_the_readme_block(tmp_path):
     assert "not copied" in (dest / "paper/README.md").read_text()
     text = readme.read_text()
     assert "PLACEHOLDER" not in text and "rest" in text and "C1 web supervision helps" in text
+    # the notebook restored from another workspace (collect) is not this run's time
+    assert "The stages `make claims` ran itself (1; the others were restored" in text and "**4.0 min**" in text and "train_webiml 4.0" in text
+    assert json.loads((dest / "stage_times.json").read_text()) == {"train_webiml": 240.0}
     publish(ws, tmp_path / "docs/results", readme)  # again: same README
     assert readme.read_text() == text
 

@@ -156,18 +156,25 @@ def _f(x, d: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{d}f}"
 
 
+def _counts(by_reason: dict | None) -> str:
+    """``{"qes<=0.5": 11}`` as ``11 qes<=0.5``."""
+    return ", ".join(f"{v} {k}" for k, v in sorted((by_reason or {}).items())) or "none"
+
+
 def summary_markdown(name: str, result: dict) -> str:
     """A real set's check as markdown: registration, label quality per method with the ceiling,
     what the filter keeps, and the pairs left unscored with their reason."""
     reg, ds = result["registration"], result["dataset"]
+    d = reg.get("outside_diff") or {}
+    diff = (f"; |forged − registered authentic| outside the edit (0–255): median {d['median']:g}, p95 {d['p95']:g}, max {d['max']:g} "
+            f"over {d['n']} pairs" if d.get("n") else "")
     lines = [f"**{name}**: {result['n_collected']} of {result['n_pairs']} pairs collected "
-             f"(rejected: {result['rejected_by_reason'] or 'none'}); {reg['n_registered']} registered, median "
-             f"|forged − registered authentic| outside the edit {reg['outside_diff']}.", "",
+             f"(rejected: {_counts(result['rejected_by_reason'])}); {reg['n_registered']} registered{diff}.", "",
              "| method | IoU / F1 | visible IoU | ceiling IoU | share of ceiling | pairs scored |", "|---|---|---|---|---|---|"]
     for m, s in result["quality"].items():
         lines.append(f"| {m} | {_f(s['mean_iou'])} / {_f(s['mean_f1'])} | {_f(s['mean_visible_iou'])} | {_f(s['ceiling_iou'])} "
                      f"| {_f(s['share_of_ceiling'], 2)} | {s['n']} |")
-    lines += ["", f"CAAAv2 labels kept by QES and the guard: {ds['kept']} of {ds['n']} (dropped by reason: {ds['dropped_by_reason'] or 'none'})."]
+    lines += ["", f"CAAAv2 labels kept by QES and the guard: {ds['kept']} of {ds['n']} (dropped: {_counts(ds['dropped_by_reason'])})."]
     if result.get("unscored"):
         lines += ["", "Pairs not scored (no truth mask that fits the image): "
                   + "; ".join(f"{u['pair']} ({u['reason']}: {u['detail']})" for u in result["unscored"]) + "."]

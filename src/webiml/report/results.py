@@ -141,24 +141,25 @@ def load_results(root: str | os.PathLike = ".") -> Results:
         steps=_json(root / "reports/benchmark/steps.json"))
 
 
+def git(repo: str | os.PathLike, *args: str) -> str | None:
+    """``git -C repo args``'s output, or ``None`` when git is missing or fails (not a checkout)."""
+    import subprocess
+
+    try:
+        p = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
 def provenance(root: str | os.PathLike = ".") -> dict:
     """The commit of the repository the workspace was made from, and whether its code, notebooks or
     params differed from that commit when the report ran (``dirty``)."""
-    import subprocess
-
     root = Path(root).resolve()
     marker = root / REPO_MARKER
     repo = (root / marker.read_text().strip()).resolve() if marker.is_file() else root
-
-    def git(*args: str) -> str | None:
-        try:
-            p = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return p.stdout.strip() if p.returncode == 0 else None
-
-    commit = git("rev-parse", "--short=10", "HEAD")
-    status = git("status", "--porcelain", "--", "src", "notebooks", "params.yaml", "params", "dvc.yaml")
+    commit = git(repo, "rev-parse", "--short=10", "HEAD")
+    status = git(repo, "status", "--porcelain", "--", "src", "notebooks", "params.yaml", "params", "dvc.yaml")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
