@@ -107,7 +107,8 @@ def _quality(iou):
 
 def _result():
     rows = {"caaa": [{"id": "a", "iou": 0.9}], "naive": [{"id": "a", "iou": 0.5}]}
-    return {"n_pairs": 2, "n_collected": 2, "quality": {"caaa": _quality(0.9), "naive": _quality(0.5)}, "dataset": {"kept": 2}, "rows": rows,
+    return {"n_pairs": 2, "n_collected": 2, "quality": {"caaa": _quality(0.9), "naive": _quality(0.5)},
+            "dataset": {"kept": 2, "n_kept_scored": 1, "kept_mean_iou": 0.9}, "rows": rows,
             "degraded": {"jpeg": {"n_pairs": 2, "n_collected": 2, "steps": {"jpeg": 70},
                                   "vs_clean": {"caaa": {"n": 1, "mean": -0.1, "se": None}}, "quality": {"caaa": _quality(0.8), "naive": _quality(0.4)},
                                   "dataset": {"kept": 1}, "rows": {"caaa": [{"id": "a", "iou": 0.8}], "naive": [{"id": "a", "iou": 0.4}]}}}}
@@ -120,7 +121,7 @@ def test_pair_rows_and_the_degradation_table():
                                                                       ("caaa", "jpeg", 0.8), ("naive", "jpeg", 0.4)}
     assert "rows" not in r and "rows" not in r["degraded"]["jpeg"]
     md = real.degraded_markdown(r)
-    assert "| clean | 2 | 0.900 | 0.500 | 2 |  |" in md
+    assert "| clean | 2 | 0.900 | 0.500 | 2 (0.900) |  |" in md  # kept labels, and how good the kept ones are
     assert "| jpeg 70 | 2 | 0.800 | 0.400 | 1 | -0.100 ± n/a (1 pairs) |" in md
     assert real._paired([{"id": "a", "iou": 0.9}, {"id": "b", "iou": 0.5}], [{"id": "a", "iou": 0.7}, {"id": "c", "iou": 0.1}]) == \
         {"n": 1, "mean": pytest.approx(-0.2), "se": None}

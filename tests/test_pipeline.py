@@ -278,6 +278,8 @@ def _check_real_data(ws: Path, bench: dict, doc: dict, present: bool) -> None:
     assert json.loads((ws / "reports/metrics/train_boxprompt.json").read_text())["pseudo_masks"]["n_by_source"]["real"] == n
     check = json.loads((ws / "reports/metrics/check_real.json").read_text())
     assert set(check["coverage"]["quality"]) == {"caaa", "caaa-classifier", "unified", "naive"} and check["coverage"]["n_pairs"] == n
+    ds = check["coverage"]["dataset"]  # the kept labels with truth: what a web dataset of these pairs would hold
+    assert ds["n_kept_scored"] <= ds["kept"] and (ds["kept_mean_iou"] is None) == (ds["n_kept_scored"] == 0)
     jpeg = check["noso"]["degraded"]["jpeg"]  # the smoke size's one web degradation, on every NoSo pair
     assert jpeg["steps"] == {"jpeg": 70} and jpeg["n_pairs"] == check["noso"]["n_pairs"] and jpeg["vs_clean"]["caaa"]["n"] > 0
     rows = [json.loads(line) for line in (ws / "reports/real_pairs/noso.jsonl").read_text().splitlines() if line.strip()]

@@ -45,11 +45,14 @@ def check_pairs(candidates: Iterable[C.Candidate], work: Path, cfg: C.CollectCon
         annotate_corpus(work / "pairs", annotator, work / m, progress=False, guard=guard)
     rows = Q.score_methods({m: work / m for m in methods}, work / "audit", work / "pairs", guard)
     ds = build_dataset(work / "caaa", work / "dataset", threshold=threshold, progress=False, guard=guard)
+    kept = {r["id"] for r in io.read_jsonl(work / "dataset" / "kept.jsonl")}
+    kept_iou = [r["iou"] for r in rows["caaa"] if r["id"] in kept and r.get("iou") is not None]
     return {"n_pairs": collected["n_candidates"], "n_collected": collected["n_accepted"],
             "rejected_by_reason": collected["rejected_by_reason"],
             "registration": C.registration_summary(C.registration_quality(work / "pairs", work / "audit")),
             "quality": {m: Q.summary(r)["overall"] for m, r in rows.items()},
-            "dataset": {k: ds[k] for k in _DATASET_KEYS},
+            "dataset": {**{k: ds[k] for k in _DATASET_KEYS}, "n_kept_scored": len(kept_iou),  # what the web dataset would hold
+                        "kept_mean_iou": float(np.mean(kept_iou)) if kept_iou else None},
             "per_pair": [{k: r.get(k) for k in _ROW_KEYS} for r in rows["caaa"]],
             "rows": rows}
 
@@ -174,7 +177,8 @@ def summary_markdown(name: str, result: dict) -> str:
     for m, s in result["quality"].items():
         lines.append(f"| {m} | {_f(s['mean_iou'])} / {_f(s['mean_f1'])} | {_f(s['mean_visible_iou'])} | {_f(s['ceiling_iou'])} "
                      f"| {_f(s['share_of_ceiling'], 2)} | {s['n']} |")
-    lines += ["", f"CAAAv2 labels kept by QES and the guard: {ds['kept']} of {ds['n']} (dropped: {_counts(ds['dropped_by_reason'])})."]
+    lines += ["", f"CAAAv2 labels kept by QES and the guard: {ds['kept']} of {ds['n']} (dropped: {_counts(ds['dropped_by_reason'])})"
+              + (f"; the kept labels with truth have mean IoU {_f(ds['kept_mean_iou'])} ({ds['n_kept_scored']})." if ds.get("n_kept_scored") else ".")]
     if result.get("unscored"):
         lines += ["", "Pairs not scored (no truth mask that fits the image): "
                   + "; ".join(f"{u['pair']} ({u['reason']}: {u['detail']})" for u in result["unscored"]) + "."]
@@ -190,18 +194,24 @@ def _steps(steps: dict) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in steps.items())
 
 
+def _kept(ds: dict) -> str:
+    """``kept (mean IoU of the kept labels with truth)``: the labels a web dataset would hold, and how good they are."""
+    return f"{ds['kept']} ({_f(ds.get('kept_mean_iou'))})" if ds.get("n_kept_scored") else str(ds["kept"])
+
+
 def degraded_markdown(result: dict) -> str:
     """Mean IoU per method, clean and after each web degradation (one row each) and their chain, with
-    the first method's paired difference to the clean pairs."""
+    the first method's kept labels (and their IoU: QES drops doubtful labels, so a condition can cost
+    labels rather than label quality) and its paired difference to the clean pairs."""
     methods = list(result["quality"])
-    head = ["condition", "pairs collected", *(f"{m} IoU" for m in methods), f"{methods[0]} kept",
+    head = ["condition", "pairs collected", *(f"{m} IoU" for m in methods), f"{methods[0]} kept (their IoU)",
             f"{methods[0]} IoU − clean (same pairs) ± SE"]
-    rows = [[CLEAN, result["n_collected"], *(_f(result["quality"][m]["mean_iou"]) for m in methods), result["dataset"]["kept"], ""]]
+    rows = [[CLEAN, result["n_collected"], *(_f(result["quality"][m]["mean_iou"]) for m in methods), _kept(result["dataset"]), ""]]
     for name, r in result["degraded"].items():
         q, d = r["quality"], r.get("vs_clean", {}).get(methods[0], {})
         delta = "n/a" if d.get("mean") is None else f"{d['mean']:+.3f} ± {_f(d['se'])} ({d['n']} pairs)"
         rows.append([f"{name} ({_steps(r['steps'])})" if name == CHAIN else f"{_steps(r['steps'])}", r["n_collected"],
-                     *(_f(q.get(m, {}).get("mean_iou")) for m in methods), r["dataset"]["kept"], delta])
+                     *(_f(q.get(m, {}).get("mean_iou")) for m in methods), _kept(r["dataset"]), delta])
     table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     n = max((r["n_pairs"] for r in result["degraded"].values()), default=0)
     return (f"After web degradations of the forged image ({n} of the {result['n_pairs']} pairs; the authentic image is left as "
