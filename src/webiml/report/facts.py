@@ -84,9 +84,9 @@ def qes(m: Metrics) -> str:
     web = f.get("per_source", {}).get("web-pairs")
     text = (f"Spearman(QES, true IoU) = **{_f(s['spearman'], 2)}** on the synthetic corpus; the kept masks' mean IoU is "
             f"**{_f(s['kept']['mean_iou'], 2)}** against **{_f(s['dropped']['mean_iou'], 2)}** for the dropped ones "
-            f"({s['kept']['n']} of {s['kept']['n'] + s['dropped']['n']} kept). The whole dataset keeps {ds['kept']} of {ds['n']} "
-            f"labels at QES > {ds['threshold']}; the guard refused {_reasons(ds.get('refused_by_guard'))} and removed "
-            f"{_reasons(ds.get('removed_by_guard'))} of the labels QES alone keeps ({ds.get('kept_by_qes_alone', 'n/a')}).")
+            f"({s['kept']['n']} of {s['kept']['n'] + s['dropped']['n']} kept). Over the whole corpus QES > {ds['threshold']} alone keeps "
+            f"{ds.get('kept_by_qes_alone', 'n/a')} of {ds['n']} labels and the dataset {ds['kept']}: the guard refused "
+            f"{_reasons(ds.get('refused_by_guard'))} in all, of which {_reasons(ds.get('removed_by_guard'))} among the labels QES keeps.")
     if web:
         text += f" Of the {web['n']} real web pairs collected, {web['kept']} labels are kept (dropped: {_reasons(web.get('dropped_by_reason'))})."
     return text
