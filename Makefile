@@ -49,7 +49,7 @@ students: env         ## every BoxPromptIML student x 3 seeds at mini size, in r
 	python -m webiml.stage workspace students runs/students
 	cd runs/students && dvc repro
 
-claims: env           ## what the claim verdicts need, 3 seeds (runs/claims, about 2 h on 2 cores); publishes its report to docs/results and the README
+claims: env           ## what the claim verdicts need, 3 seeds (runs/claims, over 2 h on 2 cores); publishes its report to docs/results and the README
 	python -m webiml.stage workspace claims runs/claims
 	cd runs/claims && dvc repro
 	python -m webiml.report.publish runs/claims
