@@ -40,7 +40,7 @@ def _reasons(counts: dict | None) -> str:
 
 
 class MissingMetrics(KeyError):
-    """A stage's metrics file is not in the workspace (the stage has not run there)."""
+    """What a block reads is not in the workspace (its stage has not run there); the argument names it."""
 
 
 class Metrics:
@@ -55,7 +55,7 @@ class Metrics:
         if stage not in self._cache:
             p = self.root / "reports" / "metrics" / f"{stage}.json"
             if not p.is_file():
-                raise MissingMetrics(stage)
+                raise MissingMetrics(f"`reports/metrics/{stage}.json`")
             self._cache[stage] = json.loads(p.read_text())
         return self._cache[stage]
 
@@ -169,7 +169,7 @@ def run_time(m: Metrics) -> str:
     """What each stage's last run took, and the sum."""
     times = stage_times(m.root)
     if not times:
-        raise MissingMetrics("notebooks")
+        raise MissingMetrics("`reports/notebooks/`")
     return (f"The stages' last runs took {times_text(times)} (papermill's duration of each notebook in `reports/notebooks/`; "
             "DVC's checks and the kernel starts come on top).")
 
@@ -203,19 +203,22 @@ def lock_commit(root: str | Path) -> str:
     return f"the `dvc.lock` of commit `{commit}`" + (" plus this checkout's uncommitted run" if changed else "")
 
 
+def _stamp(root: str | Path) -> str:
+    return f"size `{size_name(Path(root).resolve())}`, {lock_commit(root)}"
+
+
 def render(name: str, root: str | Path, stamp: str | None = None) -> str:
     """The block ``name`` for the workspace ``root``: a stamp line, then the generated text."""
     if name not in BLOCKS:
         close = difflib.get_close_matches(name, BLOCKS, n=1)
         raise KeyError(f"unknown facts block {name!r}" + (f"; did you mean {close[0]!r}?" if close else "") + f" Known: {', '.join(BLOCKS)}")
     fn, stages = BLOCKS[name]
-    stamp = stamp or f"size `{size_name(Path(root).resolve())}`, {lock_commit(root)}"
+    stamp = stamp or _stamp(root)
     src = ", ".join(f"`reports/metrics/{s}.json`" for s in stages) or "`reports/notebooks/`"
     try:
         body = fn(Metrics(root))
     except MissingMetrics as e:
-        what = "`reports/notebooks/`" if e.args[0] == "notebooks" else f"`reports/metrics/{e.args[0]}.json`"
-        body = f"Not measured in this workspace: {what} is missing (run `make repro`)."
+        body = f"Not measured in this workspace: {e.args[0]} is missing (run `make repro`)."
     return f"_Generated from {src} ({stamp}) by `make repro`; do not edit._\n\n{body}\n"
 
 
@@ -229,7 +232,7 @@ def rewrite(text: str, root: str | Path, stamp: str | None = None) -> str:
 
 def update(files: Iterable[str | Path], root: str | Path = ".") -> list[Path]:
     """Rewrite the facts blocks of ``files``; returns the files that changed."""
-    stamp = f"size `{size_name(Path(root).resolve())}`, {lock_commit(root)}"
+    stamp = _stamp(root)
     changed = []
     for f in map(Path, files):
         old = f.read_text()
